@@ -1,0 +1,113 @@
+"""COSE_Sign1 (RFC 9052 §4.2) structure: encode, strict decode, Sig_structure.
+
+::
+
+    COSE_Sign1 = #6.18([ protected: bstr .cbor header_map / bstr .size 0,
+                         unprotected: header_map,
+                         payload: bstr,
+                         signature: bstr ])
+    Sig_structure = ["Signature1", body_protected, external_aad, payload]
+
+This module knows structure only; signing and verifying with keys live in
+:mod:`suishen.keys.algorithms`. Header labels used here: 1 = ``alg``, 4 = ``kid``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from suishen.codecs import cbor
+from suishen.errors import CodecError
+
+TAG_SIGN1 = 18
+HDR_ALG = 1
+HDR_KID = 4
+
+
+class COSEError(CodecError):
+    """The bytes are not a COSE_Sign1 structure."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sign1:
+    """A decoded COSE_Sign1 message; ``protected_raw`` is the exact signed bytes."""
+
+    protected_raw: bytes
+    protected: dict[Any, Any]
+    unprotected: dict[Any, Any]
+    payload: bytes
+    signature: bytes
+
+    @property
+    def alg(self) -> Any:
+        """The ``alg`` header parameter (protected first, as RFC 9052 recommends)."""
+        if HDR_ALG in self.protected:
+            return self.protected[HDR_ALG]
+        return self.unprotected.get(HDR_ALG)
+
+    @property
+    def kid(self) -> Any:
+        """The ``kid`` header parameter (protected first)."""
+        if HDR_KID in self.protected:
+            return self.protected[HDR_KID]
+        return self.unprotected.get(HDR_KID)
+
+    def to_be_signed(self, external_aad: bytes = b"") -> bytes:
+        """The Sig_structure bytes that the signature covers."""
+        return sig_structure(self.protected_raw, self.payload, external_aad)
+
+
+def sig_structure(protected_raw: bytes, payload: bytes, external_aad: bytes = b"") -> bytes:
+    """``["Signature1", protected, external_aad, payload]`` as CBOR.
+
+    An empty protected header map (``h'a0'``) is signed as a zero-length byte string, as
+    RFC 9052 §3 requires.
+    """
+    if protected_raw == b"\xa0":
+        protected_raw = b""
+    return cbor.dumps(["Signature1", protected_raw, external_aad, payload])
+
+
+def encode_protected(header: dict[int, Any]) -> bytes:
+    """Serialise a protected header map (empty map -> zero-length string)."""
+    return cbor.dumps(header) if header else b""
+
+
+def encode_sign1(
+    protected_raw: bytes, unprotected: dict[Any, Any], payload: bytes, signature: bytes
+) -> bytes:
+    """Serialise a tagged COSE_Sign1 message."""
+    return cbor.dumps(cbor.Tag(TAG_SIGN1, [protected_raw, unprotected, payload, signature]))
+
+
+def decode_sign1(data: bytes, *, require_tag: bool = True) -> Sign1:
+    """Strictly decode a COSE_Sign1 message; raise :class:`CodecError` otherwise."""
+    item = cbor.loads(data)
+    if isinstance(item, cbor.Tag):
+        if item.number != TAG_SIGN1:
+            raise COSEError(f"CBOR tag {item.number} is not COSE_Sign1 (18)")
+        item = item.value
+    elif require_tag:
+        raise COSEError("COSE_Sign1 tag 18 missing")
+    if not isinstance(item, list) or len(item) != 4:
+        raise COSEError("COSE_Sign1 is not an array of four items")
+    protected_raw, unprotected, payload, signature = item
+    if not isinstance(protected_raw, bytes):
+        raise COSEError("protected header is not a byte string")
+    if not isinstance(unprotected, dict):
+        raise COSEError("unprotected header is not a map")
+    if not isinstance(payload, bytes):
+        raise COSEError("payload is not a byte string (detached payloads are not supported)")
+    if not isinstance(signature, bytes):
+        raise COSEError("signature is not a byte string")
+    protected: dict[Any, Any] = {}
+    if protected_raw:
+        decoded = cbor.loads(protected_raw)
+        if not isinstance(decoded, dict):
+            raise COSEError("protected header is not a map")
+        protected = decoded
+    # RFC 9052 §3: a parameter MUST NOT appear in both buckets.
+    if protected.keys() & unprotected.keys():
+        raise COSEError("header parameter in both protected and unprotected buckets")
+    return Sign1(protected_raw, protected, unprotected, payload, signature)

@@ -1,0 +1,220 @@
+"""The closed list of signature algorithms, and public/private key wrappers.
+
+Only two algorithms exist here, each bound to one key type:
+
+=========  ==========  =========  ==================================================
+JOSE name  COSE alg    key type   signature bytes
+=========  ==========  =========  ==================================================
+EdDSA      -8          Ed25519    64 (RFC 8032)
+ES256      -7          P-256      64: r || s, each 32 bytes big-endian (RFC 9053 §2.1)
+=========  ==========  =========  ==================================================
+
+There is no "none", no HMAC, and no ES256 with any curve but P-256 (the strict issuer
+profile: a vector that pairs ES512 with P-256 is refused). Anything else is
+:class:`UnsupportedAlgorithm`.
+
+``kid``: the first :data:`KID_BYTES` bytes of the RFC 7638 JWK thumbprint (SHA-256 over
+the canonical JSON of the required public members), written as lower-case hex in JWKs
+and CLIs and as raw bytes in COSE headers. Two bytes keep codes small; a key set refuses a
+new key whose kid collides with one it holds, so kids are unique where they are used.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+
+from suishen.errors import KeyManagementError
+
+KID_BYTES = 2
+SIGNATURE_BYTES = 64
+
+
+class UnsupportedAlgorithm(KeyManagementError):
+    """An algorithm or key type outside the closed list."""
+
+
+class Alg(StrEnum):
+    """Signature algorithms, by their JOSE names."""
+
+    EDDSA = "EdDSA"
+    ES256 = "ES256"
+
+    @property
+    def cose(self) -> int:
+        """The COSE algorithm identifier."""
+        return _COSE_BY_ALG[self]
+
+    @classmethod
+    def from_cose(cls, value: object) -> Alg:
+        """Map a COSE ``alg`` header value; raise :class:`UnsupportedAlgorithm` otherwise."""
+        if isinstance(value, int) and not isinstance(value, bool) and value in _ALG_BY_COSE:
+            return _ALG_BY_COSE[value]
+        raise UnsupportedAlgorithm(f"COSE algorithm {value!r} is not accepted")
+
+    @classmethod
+    def parse(cls, value: object) -> Alg:
+        """Map a JOSE ``alg`` name; raise :class:`UnsupportedAlgorithm` otherwise."""
+        for alg in cls:
+            if value == alg.value:
+                return alg
+        raise UnsupportedAlgorithm(f"algorithm {value!r} is not accepted")
+
+
+_COSE_BY_ALG = {Alg.EDDSA: -8, Alg.ES256: -7}
+_ALG_BY_COSE = {v: k for k, v in _COSE_BY_ALG.items()}
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+
+
+def b64u(data: bytes) -> str:
+    """base64url without padding."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64u_decode(text: str) -> bytes:
+    """Decode base64url with or without padding; raise ValueError on bad input."""
+    if not isinstance(text, str):
+        raise ValueError("base64url value must be a string")
+    stripped = text.rstrip("=")
+    return base64.urlsafe_b64decode(stripped + "=" * (-len(stripped) % 4))
+
+
+@dataclass(frozen=True, slots=True)
+class PublicKey:
+    """A verification key bound to exactly one algorithm."""
+
+    alg: Alg
+    key: ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
+
+    @classmethod
+    def from_raw(cls, alg: Alg, raw: bytes) -> PublicKey:
+        """Ed25519: 32 raw bytes; P-256: the 65-byte uncompressed SEC1 point."""
+        try:
+            if alg is Alg.EDDSA:
+                return cls(alg, ed25519.Ed25519PublicKey.from_public_bytes(raw))
+            return cls(alg, ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw))
+        except ValueError as exc:
+            raise KeyManagementError(f"invalid {alg} public key") from exc
+
+    @classmethod
+    def from_jwk(cls, jwk: dict[str, Any]) -> PublicKey:
+        """Import a public JWK; the ``alg`` member, when present, must match the key type."""
+        if not isinstance(jwk, dict):
+            raise KeyManagementError("JWK is not an object")
+        kty, crv = jwk.get("kty"), jwk.get("crv")
+        try:
+            if kty == "OKP" and crv == "Ed25519":
+                alg, raw = Alg.EDDSA, b64u_decode(jwk["x"])
+            elif kty == "EC" and crv == "P-256":
+                x, y = b64u_decode(jwk["x"]), b64u_decode(jwk["y"])
+                if len(x) != 32 or len(y) != 32:
+                    raise KeyManagementError("P-256 coordinates must be 32 bytes")
+                alg, raw = Alg.ES256, b"\x04" + x + y
+            else:
+                raise UnsupportedAlgorithm(f"key type {kty!r}/{crv!r} is not accepted")
+        except (KeyError, ValueError, TypeError) as exc:
+            raise KeyManagementError("JWK lacks valid public coordinates") from exc
+        if "alg" in jwk and jwk["alg"] != alg.value:
+            raise UnsupportedAlgorithm(f"JWK alg {jwk['alg']!r} does not match its key type")
+        return cls.from_raw(alg, raw)
+
+    @property
+    def raw(self) -> bytes:
+        """Raw public bytes (see :meth:`from_raw`)."""
+        if isinstance(self.key, ed25519.Ed25519PublicKey):
+            return self.key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return self.key.public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+
+    def jwk_members(self) -> dict[str, str]:
+        """The RFC 7638 required members, in lexicographic order."""
+        raw = self.raw
+        if self.alg is Alg.EDDSA:
+            return {"crv": "Ed25519", "kty": "OKP", "x": b64u(raw)}
+        return {"crv": "P-256", "kty": "EC", "x": b64u(raw[1:33]), "y": b64u(raw[33:65])}
+
+    def thumbprint(self) -> bytes:
+        """RFC 7638 JWK thumbprint (SHA-256)."""
+        canonical = json.dumps(self.jwk_members(), separators=(",", ":"), sort_keys=True)
+        return hashlib.sha256(canonical.encode("ascii")).digest()
+
+    def kid_bytes(self) -> bytes:
+        """The short key id carried in code headers."""
+        return self.thumbprint()[:KID_BYTES]
+
+    def verify(self, signature: bytes, message: bytes) -> bool:
+        """True when ``signature`` (64 raw bytes) is valid for ``message``."""
+        if len(signature) != SIGNATURE_BYTES:
+            return False
+        try:
+            if isinstance(self.key, ed25519.Ed25519PublicKey):
+                self.key.verify(signature, message)
+            else:
+                r = int.from_bytes(signature[:32], "big")
+                s = int.from_bytes(signature[32:], "big")
+                self.key.verify(encode_dss_signature(r, s), message, _ECDSA_SHA256)
+        except InvalidSignature:
+            return False
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class PrivateKey:
+    """A signing key bound to exactly one algorithm."""
+
+    alg: Alg
+    key: ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
+
+    @classmethod
+    def generate(cls, alg: Alg) -> PrivateKey:
+        """A fresh key from the operating system's CSPRNG."""
+        if alg is Alg.EDDSA:
+            return cls(alg, ed25519.Ed25519PrivateKey.generate())
+        return cls(alg, ec.generate_private_key(ec.SECP256R1()))
+
+    @classmethod
+    def from_raw(cls, alg: Alg, raw: bytes) -> PrivateKey:
+        """Ed25519: the 32-byte seed; P-256: the 32-byte private scalar."""
+        try:
+            if alg is Alg.EDDSA:
+                return cls(alg, ed25519.Ed25519PrivateKey.from_private_bytes(raw))
+            if len(raw) != 32:
+                raise ValueError("P-256 private scalar must be 32 bytes")
+            return cls(alg, ec.derive_private_key(int.from_bytes(raw, "big"), ec.SECP256R1()))
+        except ValueError as exc:
+            raise KeyManagementError(f"invalid {alg} private key") from exc
+
+    @property
+    def raw(self) -> bytes:
+        """Raw private bytes (see :meth:`from_raw`)."""
+        if isinstance(self.key, ed25519.Ed25519PrivateKey):
+            return self.key.private_bytes(
+                serialization.Encoding.Raw,
+                serialization.PrivateFormat.Raw,
+                serialization.NoEncryption(),
+            )
+        return self.key.private_numbers().private_value.to_bytes(32, "big")
+
+    def public(self) -> PublicKey:
+        """The matching public key."""
+        return PublicKey(self.alg, self.key.public_key())
+
+    def sign(self, message: bytes) -> bytes:
+        """A 64-byte raw signature."""
+        if isinstance(self.key, ed25519.Ed25519PrivateKey):
+            return self.key.sign(message)
+        r, s = decode_dss_signature(self.key.sign(message, _ECDSA_SHA256))
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")

@@ -1,0 +1,63 @@
+"""One root exception for the project, with a family per layer.
+
+Domain errors carry no HTTP status: ``suishen.app.problems`` is the one place that maps
+them to RFC 9457 problem details. Parsers raise these typed errors and never swallow.
+"""
+
+from __future__ import annotations
+
+
+class SuishenError(Exception):
+    """Root of every error this project raises on purpose."""
+
+
+# --- codecs -------------------------------------------------------------------------
+class CodecError(SuishenError):
+    """Input that is not a well-formed encoding (base45, CBOR, COSE, the SC1 profile)."""
+
+
+class UnsupportedVersion(CodecError):
+    """A code whose prefix or format version this software does not know."""
+
+
+# --- keys ---------------------------------------------------------------------------
+class KeyManagementError(SuishenError):
+    """Key-set operations that cannot be carried out (no active key, unknown kid, ...)."""
+
+
+class WrongKeyEncryptionKey(KeyManagementError):
+    """An encrypted private key did not decrypt: the key-encryption key is wrong."""
+
+
+class InvalidKeyEncryptionKey(KeyManagementError):
+    """The configured key-encryption key is not 32 bytes of base64url."""
+
+
+# --- verification and issuance -----------------------------------------------------
+class VerificationError(SuishenError):
+    """A verification request that cannot be judged (as opposed to a rejected code)."""
+
+
+class UnknownScene(VerificationError):
+    """The scene named in a request has no policy."""
+
+
+class IssuanceError(SuishenError):
+    """A code cannot be issued (suspended citizen, no signing key, ...)."""
+
+
+class SubjectSuspended(IssuanceError):
+    """The citizen is suspended: no new code."""
+
+
+# --- configuration and storage -------------------------------------------------------
+class ConfigError(SuishenError):
+    """Settings that are missing or contradict each other."""
+
+
+class StorageError(SuishenError):
+    """A storage backend failed."""
+
+
+class BackendUnavailable(StorageError):
+    """A storage backend cannot be reached right now; retry later."""

@@ -1,0 +1,139 @@
+"""The verification pipeline: code text, trusted keys, scene policy and ``now`` in; a
+:class:`Decision` with exactly one :class:`Reason` out.
+
+The pipeline never raises for a bad code — a rejected code is a result — and does no
+I/O. Revocation sets come in through :class:`RevocationView`; single use is left to the
+caller's replay memory through :attr:`Decision.replay_key` (the service's is async and
+shared; a gate's is in process — see :class:`suishen.verifiers.memory.Verifier`).
+
+Kinds are dispatched after the signature check, so an offline code (a device signature
+over a service-signed credential) can add its second signature check there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from suishen.codecs import sc1
+from suishen.errors import CodecError, UnsupportedVersion
+from suishen.keys.algorithms import Alg, UnsupportedAlgorithm
+from suishen.keys.blinding import unblind
+from suishen.keys.keyring import KeyRing, KeyState
+from suishen.verifiers.policy import Presentation, ScenePolicy
+from suishen.verifiers.reasons import Reason
+
+DEFAULT_SKEW = 30
+
+
+class RevocationView(Protocol):
+    """Which citizens are currently refused (suspended). Implementations MUST answer
+    from memory: the verifier calls this on the hot path."""
+
+    def subject_revoked(self, handle: bytes) -> bool:
+        """True when codes of the citizen with this handle must be refused."""
+
+
+class _NoRevocations:
+    def subject_revoked(self, handle: bytes) -> bool:
+        return False
+
+
+NO_REVOCATIONS: RevocationView = _NoRevocations()
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of one verification.
+
+    ``subject_handle`` is set only when the verifier holds the key's blinding secret
+    (the service); partners and gates never see it. ``replay_key`` is set when the code
+    passed everything and the scene is single use: the caller MUST consume it and turn
+    the decision into ``replayed`` if it was already consumed.
+    """
+
+    reason: Reason
+    kid: str | None = None
+    kind: str | None = None
+    claims: sc1.PersonalClaims | None = None
+    subject_handle: bytes | None = None
+    replay_key: bytes | None = None
+
+    @property
+    def valid(self) -> bool:
+        """True only for ``ok``."""
+        return self.reason is Reason.OK
+
+    @property
+    def expires_at(self) -> int | None:
+        """The code's ``exp``, when the claims were read."""
+        return None if self.claims is None else self.claims.exp
+
+    def rejected(self, reason: Reason) -> Decision:
+        """The same decision with a failure reason (and no replay key)."""
+        return Decision(reason, self.kid, self.kind, self.claims, self.subject_handle, None)
+
+
+def verify(
+    text: object,
+    *,
+    keys: KeyRing,
+    policy: ScenePolicy,
+    now: int,
+    skew: int = DEFAULT_SKEW,
+    direction: str | None = None,
+    checkpoint: str | None = None,
+    revocations: RevocationView = NO_REVOCATIONS,
+) -> Decision:
+    """Verify one code. See :class:`Reason` for the order of checks."""
+    try:
+        envelope = sc1.parse(text)  # type: ignore[arg-type]  # non-str is CodecError
+    except UnsupportedVersion:
+        return Decision(Reason.UNSUPPORTED_VERSION)
+    except CodecError:
+        return Decision(Reason.MALFORMED)
+
+    kid_hex = envelope.kid.hex()
+    key = keys.get(envelope.kid)
+    if key is None:
+        return Decision(Reason.UNKNOWN_KEY, kid=kid_hex)
+    if key.state is KeyState.REVOKED:
+        return Decision(Reason.REVOKED, kid=kid_hex)
+    if not key.in_window(now, skew):
+        return Decision(Reason.UNKNOWN_KEY, kid=kid_hex)
+    try:
+        alg = Alg.from_cose(envelope.alg)
+    except UnsupportedAlgorithm:
+        return Decision(Reason.BAD_SIGNATURE, kid=kid_hex)
+    message = envelope.message
+    if alg is not key.public.alg or not key.public.verify(
+        message.signature, message.to_be_signed()
+    ):
+        return Decision(Reason.BAD_SIGNATURE, kid=kid_hex)
+
+    try:
+        claims = sc1.decode_claims(message.payload)
+    except UnsupportedVersion:
+        return Decision(Reason.UNSUPPORTED_VERSION, kid=kid_hex)
+    except CodecError:
+        return Decision(Reason.MALFORMED, kid=kid_hex)
+    kind = claims.kind.label
+    handle = None
+    if key.blinding is not None:
+        handle = unblind(claims.sub, key.blinding, iat=claims.iat, cti=claims.cti)
+    decided = Decision(Reason.OK, kid_hex, kind, claims, handle)
+
+    if now > claims.exp + skew:
+        return decided.rejected(Reason.EXPIRED)
+    if claims.iat > now + skew:
+        return decided.rejected(Reason.NOT_YET_VALID)
+    if handle is not None and revocations.subject_revoked(handle):
+        return decided.rejected(Reason.REVOKED)
+    presentation = Presentation(kind, policy.name, direction, checkpoint)
+    failed = policy.check(presentation)
+    if failed is not None:
+        return decided.rejected(failed)
+    replay_key = policy.replay_key(envelope.kid, claims.cti, direction)
+    if replay_key is None:
+        return decided
+    return Decision(Reason.OK, kid_hex, kind, claims, handle, replay_key)
