@@ -16,7 +16,9 @@ from __future__ import annotations
 import os
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from suishen.errors import InvalidKeyEncryptionKey, WrongKeyEncryptionKey
 from suishen.keys.algorithms import b64u, b64u_decode
@@ -28,12 +30,13 @@ _NONCE = 12
 class KeyEncryptionKey:
     """A 256-bit AES-GCM key that seals and opens secrets at rest."""
 
-    __slots__ = ("_aead",)
+    __slots__ = ("_aead", "_key")
 
     def __init__(self, key: bytes) -> None:
         if len(key) != 32:
             raise InvalidKeyEncryptionKey("the key-encryption key must be 32 bytes")
         self._aead = AESGCM(key)
+        self._key = key
 
     @classmethod
     def from_text(cls, text: str) -> KeyEncryptionKey:
@@ -55,6 +58,13 @@ class KeyEncryptionKey:
 
     def __repr__(self) -> str:  # never show key material
         return "KeyEncryptionKey(<secret>)"
+
+    def derive(self, label: bytes, length: int = 32) -> bytes:
+        """A sub-key for one purpose (HKDF-SHA256 with ``label`` as info). Used for
+        development conveniences that several processes must agree on."""
+        return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=label).derive(
+            self._key
+        )
 
     def seal(self, secret: bytes, aad: bytes) -> str:
         """Encrypt ``secret`` bound to ``aad``."""

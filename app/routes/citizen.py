@@ -1,0 +1,91 @@
+"""Citizens: issue a personal code (JSON, PNG or SVG) and read who verified it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from starlette.responses import Response
+
+from suishen.app.deps import CitizenSub, RuntimeDep
+from suishen.app.schemas import CodeOut, VerificationItem, VerificationPage
+from suishen.errors import IssuanceError, SubjectSuspended
+from suishen.timefmt import rfc3339
+
+router = APIRouter(tags=["citizens"])
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+@router.post(
+    "/v1/codes",
+    status_code=201,
+    response_model=CodeOut,
+    responses={201: {"content": {"image/png": {}, "image/svg+xml": {}}}},
+)
+async def issue_code(
+    runtime: RuntimeDep,
+    sub: CitizenSub,
+    format: Annotated[Literal["json", "png", "svg"], Query()] = "json",
+) -> Response:
+    """Issue the citizen's current personal code (``?format=png|svg`` for the QR image,
+    with the expiry in ``X-Code-Expires-At``)."""
+    subject = await runtime.subjects.enroll(sub)
+    if subject.suspended:
+        raise SubjectSuspended("this citizen's code is suspended")
+    issuer = runtime.keys.view().issuer
+    if issuer is None:
+        raise IssuanceError("no active signing key; an operator must rotate keys")
+    issued = issuer.issue_personal(
+        subject.handle, now=int(runtime.now()), ttl=runtime.settings.code_ttl_seconds
+    )
+    runtime.subjects.remember(subject)
+    runtime.metrics.codes_issued.inc()
+    expires = rfc3339(issued.expires_at)
+    if format == "json":
+        body = CodeOut(
+            code=issued.text,
+            kind=issued.kind,
+            issued_at=rfc3339(issued.issued_at),
+            expires_at=expires,
+            refresh_after=rfc3339(issued.refresh_after),
+            kid=issued.kid,
+        )
+        return Response(body.model_dump_json(), status_code=201, headers=NO_STORE,
+                        media_type="application/json")
+    from suishen.codecs import qr
+
+    headers = {**NO_STORE, "X-Code-Expires-At": expires}
+    if format == "png":
+        return Response(qr.render_png(issued.text), status_code=201, headers=headers,
+                        media_type="image/png")
+    return Response(qr.render_svg(issued.text), status_code=201, headers=headers,
+                    media_type="image/svg+xml")
+
+
+@router.get("/v1/me/verifications", response_model=VerificationPage)
+async def my_verifications(
+    runtime: RuntimeDep,
+    sub: CitizenSub,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    before: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+) -> VerificationPage:
+    """Every verification of the citizen's codes, newest first (the right to know who
+    read their code). Pass ``next_before`` back as ``before`` for the next page."""
+    subject = await runtime.subjects.get(sub)
+    if subject is None:
+        return VerificationPage(items=[], next_before=None)
+    entries = await runtime.db.audit.for_subject(subject.handle, limit=limit, before_id=before)
+    items = [
+        VerificationItem(
+            verified_at=rfc3339(e.record.at_ms / 1000),
+            partner=e.record.partner_name,
+            scene=e.record.scene,
+            checkpoint=e.record.checkpoint,
+            direction=e.record.direction,
+            result=e.record.reason,
+            valid=e.record.reason == "ok",
+        )
+        for e in entries
+    ]
+    next_before = entries[-1].id if len(entries) == limit else None
+    return VerificationPage(items=items, next_before=next_before)

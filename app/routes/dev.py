@@ -1,0 +1,23 @@
+"""The development identity provider (development posture only; absent — 404 — in
+production because this router is never mounted there)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from suishen.app.deps import RuntimeDep
+from suishen.app.problems import HTTPProblem
+from suishen.app.schemas import DevTokenIn, TokenOut
+
+router = APIRouter(tags=["development"])
+
+
+@router.post("/v1/dev/citizen-token", response_model=TokenOut)
+async def dev_citizen_token(body: DevTokenIn, runtime: RuntimeDep) -> dict[str, object]:
+    """A citizen access token for ``sub``, signed by the development identity provider."""
+    if runtime.dev_idp is None:  # pragma: no cover - router not mounted then
+        raise HTTPProblem(404, "not found")
+    try:
+        return runtime.dev_idp.issue(body.sub, now=int(runtime.now()))
+    except ValueError as exc:
+        raise HTTPProblem(422, str(exc)[:200], type_="validation") from None

@@ -1,0 +1,219 @@
+"""Partners: the OAuth 2.0 token endpoint and ``POST /v1/verify``.
+
+``/v1/verify`` is a plain Starlette route: it authenticates with a stateless token
+check, parses with msgspec and answers with msgspec — FastAPI's pydantic machinery is
+the slow part of a naive endpoint, not the cryptography (SPEC §7). Its OpenAPI entry is
+generated from the pydantic twins in :mod:`suishen.app.schemas`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+import msgspec
+from fastapi import APIRouter, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Match, Route
+from starlette.types import Scope
+
+from suishen.app.auth.errors import AuthError, InvalidClient, InvalidPartnerToken
+from suishen.app.deps import bearer
+from suishen.app.observability import request_id_var
+from suishen.app.problems import HTTPProblem, from_exception, problem_response
+from suishen.app.runtime import Runtime
+from suishen.app.schemas import TokenOut, VerifyBody, VerifyIn, VerifyOut
+from suishen.app.storage.base import Partner
+from suishen.verifiers.policy import DIRECTIONS, SCENES
+
+router = APIRouter(tags=["partners"])
+_decoder = msgspec.json.Decoder(VerifyBody)
+_encoder = msgspec.json.Encoder()
+MAX_CHECKPOINT = 64
+
+
+def _oauth_error(status: int, error: str, description: str) -> Response:
+    """RFC 6749 §5.2 error body (the token endpoint speaks OAuth, not problem+json)."""
+    headers = {"Cache-Control": "no-store"}
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Basic realm="suishen"'
+    return JSONResponse({"error": error, "error_description": description}, status_code=status,
+                        headers=headers)
+
+
+@router.post(
+    "/v1/oauth/token",
+    response_model=TokenOut,
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["grant_type"],
+                        "properties": {
+                            "grant_type": {"type": "string", "enum": ["client_credentials"]},
+                            "client_id": {"type": "string"},
+                            "client_secret": {"type": "string"},
+                            "scope": {"type": "string"},
+                        },
+                    }
+                }
+            }
+        }
+    },
+)
+async def token(request: Request) -> Response:
+    """OAuth 2.0 client credentials (RFC 6749 §4.4): form body or HTTP Basic."""
+    runtime: Runtime = request.app.state.runtime
+    if request.headers.get("content-type", "").split(";")[0].strip() != (
+        "application/x-www-form-urlencoded"
+    ):
+        return _oauth_error(400, "invalid_request",
+                            "use application/x-www-form-urlencoded")
+    raw = await request.body()
+    try:
+        form = parse_qs(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False,
+                        max_num_fields=10)
+    except (UnicodeDecodeError, ValueError):
+        return _oauth_error(400, "invalid_request", "malformed form body")
+    fields: dict[str, str] = {}
+    for key, values in form.items():
+        if len(values) != 1:
+            return _oauth_error(400, "invalid_request", f"parameter {key} repeated")
+        fields[key] = values[0]
+    grant = fields.get("grant_type")
+    if grant is None:
+        return _oauth_error(400, "invalid_request", "grant_type is required")
+    if grant != "client_credentials":
+        return _oauth_error(400, "unsupported_grant_type",
+                            "only client_credentials is supported")
+    basic = _basic_credentials(request.headers.get("authorization"))
+    if basic is _MALFORMED:
+        return _oauth_error(401, "invalid_client", "malformed HTTP Basic credentials")
+    if basic is not None and ("client_secret" in fields or "client_id" in fields):
+        return _oauth_error(400, "invalid_request", "use one client authentication method")
+    client_id, secret = basic or (fields.get("client_id"), fields.get("client_secret"))
+    if not client_id or not secret:
+        return _oauth_error(401, "invalid_client", "client authentication failed")
+    try:
+        partner = await runtime.partners.authenticate(client_id, secret)
+    except InvalidClient:
+        return _oauth_error(401, "invalid_client", "client authentication failed")
+    allowed = [f"verify:{scene}" for scene in partner.scenes]
+    requested = fields.get("scope")
+    if requested is None:
+        scopes = allowed
+    else:
+        scopes = requested.split()
+        if not scopes or not set(scopes) <= set(allowed):
+            return _oauth_error(400, "invalid_scope",
+                                "scope must be a subset of: " + " ".join(allowed))
+    issued = runtime.partner_tokens.issue(partner.client_id, scopes, now=int(runtime.now()))
+    return JSONResponse(issued, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+
+_MALFORMED: Any = object()
+
+
+def _basic_credentials(header: str | None) -> tuple[str, str] | Any | None:
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return _MALFORMED
+    client_id, sep, secret = decoded.partition(":")
+    if not sep:
+        return _MALFORMED
+    # RFC 6749 §2.3.1: both parts are form-urlencoded before Basic encoding.
+    return unquote(client_id), unquote(secret)
+
+
+async def authenticate_partner(
+    runtime: Runtime, header: str | None
+) -> tuple[Partner, frozenset[str]]:
+    """The partner behind a bearer access token, and the token's scopes."""
+    token = bearer(header)
+    claims = runtime.partner_tokens.verify(token, now=int(runtime.now()))
+    partner = await runtime.partners.get(claims.client_id)
+    if partner is None:
+        raise InvalidPartnerToken("unknown client")
+    return partner, claims.scopes
+
+
+async def verify_endpoint(request: Request) -> Response:
+    """``POST /v1/verify`` (documented through :class:`VerifyIn` / :class:`VerifyOut`)."""
+    runtime: Runtime = request.app.state.runtime
+    try:
+        partner, scopes = await authenticate_partner(runtime, request.headers.get("authorization"))
+        body = await request.body()
+        try:
+            req = _decoder.decode(body)
+        except msgspec.ValidationError as exc:
+            raise HTTPProblem(422, f"invalid verify request: {exc}"[:300],
+                              type_="validation") from None
+        except msgspec.DecodeError:
+            raise HTTPProblem(422, "the body is not JSON", type_="validation") from None
+        policy = SCENES.get(req.scene)
+        if policy is None:
+            raise HTTPProblem(422, "unknown scene", type_="unknown-scene")
+        if req.direction is not None and req.direction not in DIRECTIONS:
+            raise HTTPProblem(422, "direction must be 'in' or 'out'", type_="validation")
+        if req.checkpoint is not None and not 0 < len(req.checkpoint) <= MAX_CHECKPOINT:
+            raise HTTPProblem(422, "checkpoint must be 1 to 64 characters", type_="validation")
+        if f"verify:{req.scene}" not in scopes or req.scene not in partner.scenes:
+            raise HTTPProblem(403, f"this partner is not registered for scene {req.scene}",
+                              type_="scene-forbidden")
+        rate = partner.rate_limit_per_second or runtime.settings.default_rate_limit_per_second
+        now = runtime.now()
+        wait = await runtime.state.rate_limit(partner.client_id, per_second=rate,
+                                              now_ms=int(now * 1000))
+        if wait > 0:
+            runtime.metrics.rate_limited.labels(partner.client_id).inc()
+            return problem_response(429, "rate limit exceeded", type_="rate-limited",
+                                    headers={"Retry-After": str(max(1, math.ceil(wait)))})
+        answer = await runtime.verifier.verify(
+            partner=partner,
+            policy=policy,
+            code=req.code,
+            checkpoint=req.checkpoint,
+            direction=req.direction,
+            now=now,
+            request_id=request_id_var.get(),
+        )
+    except (HTTPProblem, AuthError) as exc:
+        return from_exception(exc)
+    except Exception as exc:  # noqa: BLE001 - mapped to problem+json, logged there
+        return from_exception(exc)
+    return Response(_encoder.encode(answer), media_type="application/json")
+
+
+class FastRoute(Route):
+    """A Starlette route that records itself in the scope (for latency metrics)."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        if match is not Match.NONE:
+            child["route"] = self
+        return match, child
+
+
+verify_route = FastRoute("/v1/verify", verify_endpoint, methods=["POST"], name="verify")
+
+# Documentation-only twin: included in the OpenAPI schema, never routed.
+docs_router = APIRouter(tags=["partners"])
+
+
+@docs_router.post("/v1/verify", response_model=VerifyOut,
+                  responses={401: {}, 403: {}, 422: {}, 429: {}})
+async def verify_docs(body: VerifyIn) -> VerifyOut:  # pragma: no cover - docs only
+    """Verify a code at a checkpoint. 200 for every code the service could judge, valid
+    or not; see ``reason``. Single use in metro, bus, ferry and venue scenes."""
+    raise NotImplementedError

@@ -1,0 +1,159 @@
+"""Request and response models for the HTTP API (and its OpenAPI document).
+
+The verify route parses with msgspec for speed (:class:`VerifyBody`); its pydantic twins
+here document it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from suishen.verifiers.policy import ATTRIBUTES, SCENES
+
+Scene = Literal["metro", "bus", "ferry", "hospital", "pharmacy", "library", "venue"]
+Attribute = Literal["name", "medical_insurance_id", "reader_id", "transit_account"]
+assert set(Scene.__args__) == set(SCENES)  # type: ignore[attr-defined]
+assert set(Attribute.__args__) == set(ATTRIBUTES)  # type: ignore[attr-defined]
+
+_CHECKPOINT = r"^[A-Za-z0-9._:/-]{1,64}$"
+
+
+class Strict(BaseModel):
+    """Unknown fields are refused: a typo must not pass silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class CodeOut(BaseModel):
+    """A freshly issued personal code."""
+
+    code: str
+    kind: str
+    issued_at: str
+    expires_at: str
+    refresh_after: str
+    kid: str
+
+
+class VerifyBody(msgspec.Struct, forbid_unknown_fields=True):
+    """The verify request as the fast route parses it."""
+
+    code: str
+    scene: str
+    checkpoint: str | None = None
+    direction: str | None = None
+
+
+class VerifyIn(Strict):
+    """``POST /v1/verify`` request."""
+
+    code: str = Field(max_length=1024, examples=["SC1:..."])
+    scene: Scene
+    checkpoint: str | None = Field(default=None, pattern=_CHECKPOINT, examples=["L2-S12-G3"])
+    direction: Literal["in", "out"] | None = None
+
+
+class VerifyOut(BaseModel):
+    """``POST /v1/verify`` answer: 200 for every code the service could judge."""
+
+    valid: bool
+    reason: Literal[
+        "ok", "malformed", "unsupported_version", "unknown_key", "bad_signature", "expired",
+        "not_yet_valid", "revoked", "replayed", "scene_not_allowed",
+    ]
+    verified_at: str
+    subject: str | None = Field(default=None, description="pairwise pseudonym (valid only)")
+    attributes: dict[str, str] | None = None
+    kind: str | None = None
+    code_expires_at: str | None = None
+    attributes_unavailable: bool | None = None
+
+
+class SubjectIn(Strict):
+    """``PUT /v1/admin/subjects/{sub}``."""
+
+    status: Literal["active", "suspended"]
+    attributes: dict[Attribute, str] = Field(default_factory=dict)
+
+    @field_validator("attributes")
+    @classmethod
+    def _values(cls, value: dict[str, str]) -> dict[str, str]:
+        for item in value.values():
+            if len(item) > 256 or not item.isprintable():
+                raise ValueError("attribute values are printable text of at most 256 characters")
+        return value
+
+
+class SubjectOut(BaseModel):
+    """A citizen as operators see it."""
+
+    sub: str
+    status: str
+    attributes: dict[str, str]
+    created_at: str
+    updated_at: str
+
+
+class PartnerIn(Strict):
+    """``POST /v1/admin/partners``."""
+
+    name: str = Field(min_length=1, max_length=200)
+    scenes: list[Scene] = Field(min_length=1, max_length=len(SCENES))
+    attributes: list[Attribute] = Field(default_factory=list, max_length=len(ATTRIBUTES))
+    rate_limit_per_second: int | None = Field(default=None, ge=1, le=1_000_000)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not value.isprintable():
+            raise ValueError("name must be printable text")
+        return value
+
+
+class PartnerOut(BaseModel):
+    """A registered partner; ``client_secret`` appears once, at registration."""
+
+    client_id: str
+    client_secret: str | None = None
+    name: str
+    scenes: list[str]
+    attributes: list[str]
+    rate_limit_per_second: int | None
+    created_at: str
+
+
+class DevTokenIn(Strict):
+    """``POST /v1/dev/citizen-token``."""
+
+    sub: str = Field(min_length=1, max_length=255)
+
+
+class TokenOut(BaseModel):
+    """An access token."""
+
+    access_token: str
+    token_type: str
+    expires_in: int
+    scope: str | None = None
+
+
+class VerificationItem(BaseModel):
+    """One verification of the citizen's codes."""
+
+    verified_at: str
+    partner: str
+    scene: str
+    checkpoint: str | None
+    direction: str | None
+    result: str
+    valid: bool
+
+
+class VerificationPage(BaseModel):
+    """A page of the citizen's history, newest first."""
+
+    items: list[VerificationItem]
+    next_before: int | None = Field(description="pass as ?before= for the next page")

@@ -1,0 +1,114 @@
+"""The audit trail of verification decisions, written off the hot path.
+
+``record()`` appends to an in-memory queue and returns at once; a background task
+stores batches (up to ``batch_size`` records, or whatever arrived within
+``flush_interval``) in one transaction. While the database is down, batches stay in
+memory and are retried with backoff. On a graceful stop (SIGTERM → lifespan shutdown)
+:meth:`AuditWriter.close` drains the queue before the process exits.
+
+Loss window: records not yet stored when a process is killed hard (SIGKILL, power
+loss) are lost — at most ``flush_interval`` worth of decisions while the database is
+healthy. If the database stays down until the queue holds ``max_queue`` records, the
+oldest records are dropped (``suishen_audit_dropped_total``, logged): verification
+keeps its availability rather than block gates on the audit trail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+
+from suishen.app.observability import Metrics
+from suishen.app.storage.base import AuditRecord, Database
+from suishen.errors import BackendUnavailable, StorageError
+
+log = logging.getLogger("suishen.audit")
+
+
+class AuditWriter:
+    """Batches audit records into the database."""
+
+    def __init__(
+        self,
+        db: Database,
+        metrics: Metrics,
+        *,
+        batch_size: int,
+        flush_interval: float,
+        max_queue: int,
+    ) -> None:
+        self._db = db
+        self._metrics = metrics
+        self._batch_size = batch_size
+        self._interval = flush_interval
+        self._queue: deque[AuditRecord] = deque()
+        self._max_queue = max_queue
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def record(self, record: AuditRecord) -> None:
+        """Queue a record (never blocks, never raises)."""
+        if len(self._queue) >= self._max_queue:
+            self._queue.popleft()
+            self._metrics.audit_dropped.inc()
+            log.error("audit queue full: oldest record dropped")
+        self._queue.append(record)
+        if len(self._queue) >= self._batch_size:
+            self._wakeup.set()
+
+    @property
+    def pending(self) -> int:
+        """Records not stored yet."""
+        return len(self._queue)
+
+    def start(self) -> None:
+        """Start the background writer."""
+        self._task = asyncio.create_task(self._run(), name="audit-writer")
+
+    async def flush(self) -> None:
+        """Store everything queued now (raises if the database is down)."""
+        while self._queue:
+            await self._write_batch()
+
+    async def _write_batch(self) -> None:
+        batch = [self._queue[i] for i in range(min(self._batch_size, len(self._queue)))]
+        await self._db.audit.append(batch)
+        for _ in batch:
+            self._queue.popleft()
+        self._metrics.audit_written.inc(len(batch))
+        self._metrics.audit_queue.set(len(self._queue))
+
+    async def _run(self) -> None:
+        backoff = self._interval
+        while not self._closing:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout=backoff)
+            self._wakeup.clear()
+            try:
+                await self.flush()
+                backoff = self._interval
+            except (BackendUnavailable, StorageError) as exc:
+                backoff = min(5.0, max(backoff * 2, 0.25))
+                log.warning("audit write deferred: %s", type(exc).__name__)
+            except Exception:  # keep the writer alive whatever happens; it is logged
+                log.exception("audit writer error")
+                backoff = min(5.0, max(backoff * 2, 0.25))
+
+    async def close(self, *, timeout: float = 10.0) -> None:
+        """Stop the writer and drain the queue (up to ``timeout`` seconds)."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._queue and asyncio.get_running_loop().time() < deadline:
+            try:
+                await self.flush()
+            except (BackendUnavailable, StorageError):
+                await asyncio.sleep(0.2)
+        if self._queue:
+            log.error("audit records lost at shutdown", extra={"event": "audit-lost",
+                                                               "status": len(self._queue)})

@@ -1,0 +1,80 @@
+"""Partners in a running service: registration, client authentication, and an
+in-memory directory for the verify hot path (invalidated by ``partner`` events)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+from suishen.app.auth.errors import InvalidClient
+from suishen.app.auth.partner_tokens import hash_secret, new_client_credentials, verify_secret
+from suishen.app.storage.base import Database, Event, Partner, StateBackend
+from suishen.errors import BackendUnavailable
+
+log = logging.getLogger("suishen.partners")
+
+
+class PartnerService:
+    """Registration and lookup of partners."""
+
+    def __init__(
+        self, db: Database, state: StateBackend, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._db = db
+        self._state = state
+        self._clock = clock
+        self._known: dict[str, Partner] = {}
+
+    async def register(
+        self,
+        *,
+        name: str,
+        scenes: Sequence[str],
+        attributes: Sequence[str],
+        rate_limit_per_second: int | None,
+    ) -> tuple[Partner, str]:
+        """Store a new partner; returns it and its client secret (shown once)."""
+        client_id, secret = new_client_credentials()
+        partner = Partner(
+            client_id=client_id,
+            name=name,
+            scenes=tuple(dict.fromkeys(scenes)),
+            attributes=tuple(dict.fromkeys(attributes)),
+            rate_limit_per_second=rate_limit_per_second,
+            secret_hash=hash_secret(secret),
+            created_at=int(self._clock()),
+        )
+        await self._db.partners.create(partner)
+        self._known[client_id] = partner
+        return partner, secret
+
+    async def authenticate(self, client_id: str, secret: str) -> Partner:
+        """The partner whose credentials these are; :class:`InvalidClient` otherwise."""
+        partner = await self._db.partners.get(client_id) if len(client_id) <= 128 else None
+        if partner is None or not verify_secret(secret, partner.secret_hash):
+            raise InvalidClient("invalid client credentials")
+        self._known[client_id] = partner
+        return partner
+
+    async def get(self, client_id: str) -> Partner | None:
+        """A partner, from memory when possible."""
+        partner = self._known.get(client_id)
+        if partner is None:
+            partner = await self._db.partners.get(client_id)
+            if partner is not None:
+                self._known[client_id] = partner
+        return partner
+
+    async def apply(self, event: Event) -> None:
+        """Forget a partner whose registration changed (reloaded on next use)."""
+        client_id = event.data.get("client_id")
+        if isinstance(client_id, str):
+            self._known.pop(client_id, None)
+
+    async def announce(self, client_id: str) -> None:
+        """Tell every process a partner changed."""
+        try:
+            await self._state.publish(Event("partner", {"client_id": client_id}))
+        except BackendUnavailable:
+            log.warning("partner change not announced: state backend unavailable")

@@ -1,0 +1,108 @@
+"""Typed settings from ``SUISHEN_`` environment variables (documented in the README).
+
+Two independent choices:
+
+* the **security posture**, ``SUISHEN_ENV``: ``development`` (default: a development
+  identity provider, a generated admin token and key-encryption key kept under the data
+  directory) or ``production`` (none of that: the service refuses to start, naming what
+  is missing, without ``SUISHEN_ADMIN_TOKEN``, ``SUISHEN_KEY_ENCRYPTION_KEY`` and the
+  identity-provider settings);
+* the **storage backends**: SQLite under ``SUISHEN_DATA_DIR`` and in-process state by
+  default; PostgreSQL with ``SUISHEN_DATABASE_URL`` and Redis with ``SUISHEN_REDIS_URL``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from suishen.errors import ConfigError
+from suishen.keys.algorithms import Alg
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="SUISHEN_", extra="ignore", frozen=True)
+
+    env: Literal["development", "production"] = "development"
+    data_dir: Path = Path("./var")
+    database_url: SecretStr | None = None
+    redis_url: SecretStr | None = None
+    redis_prefix: str = "suishen"
+    admin_token: SecretStr | None = None
+    key_encryption_key: SecretStr | None = None
+    idp_issuer: str | None = None
+    idp_audience: str | None = None
+    idp_jwks: str | None = None
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    access_log: bool = False
+
+    code_ttl_seconds: int = Field(default=60, ge=5, le=86_400)
+    clock_skew_seconds: int = Field(default=30, ge=0, le=600)
+    signing_alg: Alg = Alg.ES256
+    partner_token_ttl_seconds: int = Field(default=300, ge=30, le=86_400)
+    default_rate_limit_per_second: int = Field(default=200, ge=1, le=1_000_000)
+    max_body_bytes: int = Field(default=16_384, ge=1024, le=10_000_000)
+    single_use_when_redis_down: Literal["closed", "local"] = "closed"
+
+    database_pool_min: int = Field(default=1, ge=0, le=100)
+    database_pool_max: int = Field(default=10, ge=1, le=500)
+    database_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
+    redis_timeout_seconds: float = Field(default=0.25, gt=0, le=10)
+
+    audit_batch_size: int = Field(default=500, ge=1, le=100_000)
+    audit_flush_interval_ms: int = Field(default=200, ge=10, le=60_000)
+    audit_queue_max: int = Field(default=100_000, ge=100, le=10_000_000)
+    subject_cache_seconds: int = Field(default=300, ge=1, le=86_400)
+    key_refresh_seconds: int = Field(default=10, ge=1, le=3600)
+
+    @field_validator("signing_alg", mode="before")
+    @classmethod
+    def _alg(cls, value: object) -> object:
+        return Alg.parse(value) if isinstance(value, str) else value
+
+    @property
+    def production(self) -> bool:
+        """True in the production posture."""
+        return self.env == "production"
+
+    @property
+    def idp_configured(self) -> bool:
+        """True when an external identity provider is configured."""
+        return bool(self.idp_issuer and self.idp_audience and self.idp_jwks)
+
+    @property
+    def sqlite_path(self) -> Path:
+        """Where the embedded default keeps its database."""
+        return self.data_dir / "suishen.db"
+
+    def check_posture(self) -> None:
+        """Raise :class:`ConfigError` naming every production setting that is missing."""
+        if not self.production:
+            return
+        missing = [
+            name
+            for name, value in (
+                ("SUISHEN_ADMIN_TOKEN", self.admin_token),
+                ("SUISHEN_KEY_ENCRYPTION_KEY", self.key_encryption_key),
+                ("SUISHEN_IDP_ISSUER", self.idp_issuer),
+                ("SUISHEN_IDP_AUDIENCE", self.idp_audience),
+                ("SUISHEN_IDP_JWKS", self.idp_jwks),
+            )
+            if not value
+        ]
+        if missing:
+            raise ConfigError(
+                "production posture (SUISHEN_ENV=production) needs " + ", ".join(missing)
+            )
+        token = self.admin_token.get_secret_value() if self.admin_token else ""
+        if len(token) < 32:
+            raise ConfigError("SUISHEN_ADMIN_TOKEN must be at least 32 characters in production")

@@ -1,0 +1,227 @@
+"""Repository and state interfaces: what the service needs from storage, nothing more.
+
+Durable data (a :class:`Database`): subjects (citizens), partners, key sets, audit
+records. Implementations: :mod:`.sqlite` (embedded default), :mod:`.postgres`.
+
+Fast shared state (a :class:`StateBackend`): single-use memory, per-partner rate limits,
+the change feed that carries status and key changes to every process, and a shared
+subject cache. Implementations: :mod:`.memory` (one process), :mod:`.redis_state`.
+
+Rules every implementation follows (the contract suite in ``tests/contract`` checks
+them against every backend):
+
+* Methods are ``async`` and raise :class:`suishen.errors.BackendUnavailable` when the
+  backend cannot be reached (connection refused, timeout) — never a driver exception.
+* Writes are atomic: a failed call changes nothing.
+* Times are integer seconds since the epoch unless named ``*_ms``.
+* Subject handles are 10 random bytes (:data:`suishen.codecs.sc1.HANDLE_BYTES`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from suishen.errors import StorageError
+from suishen.keys.keyset import KeySet
+
+SUBJECT_STATUSES = ("active", "suspended")
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """A citizen: the identity provider's ``sub``, the random handle codes carry, a
+    status and attributes (``name``, ``medical_insurance_id``, ``reader_id``,
+    ``transit_account``)."""
+
+    sub: str
+    handle: bytes
+    status: str
+    attributes: Mapping[str, str]
+    created_at: int
+    updated_at: int
+
+    @property
+    def suspended(self) -> bool:
+        """True when the citizen's codes must be refused."""
+        return self.status == "suspended"
+
+
+@dataclass(frozen=True, slots=True)
+class Partner:
+    """A registered partner (gate operator, hospital, library, venue)."""
+
+    client_id: str
+    name: str
+    scenes: tuple[str, ...]
+    attributes: tuple[str, ...]
+    rate_limit_per_second: int | None
+    secret_hash: str
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One verification decision. ``subject_handle`` is None when the code could not be
+    attributed to a citizen (malformed, unknown key, bad signature)."""
+
+    at_ms: int
+    partner_id: str
+    partner_name: str
+    scene: str
+    checkpoint: str | None
+    direction: str | None
+    reason: str
+    subject_handle: bytes | None
+    kid: str | None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """A stored audit record with its id (ids grow with time; used as the page cursor)."""
+
+    id: int
+    record: AuditRecord
+
+
+class SubjectRepository(Protocol):
+    """Citizens."""
+
+    async def get(self, sub: str) -> Subject | None:
+        """The subject with this identity-provider ``sub``."""
+
+    async def get_by_handle(self, handle: bytes) -> Subject | None:
+        """The subject with this handle."""
+
+    async def enroll(self, sub: str, *, handle: bytes, now: int) -> Subject:
+        """Return the subject ``sub``, creating it (active, no attributes, with
+        ``handle``) when absent. Concurrent calls for one ``sub`` return one subject.
+        Raises :class:`HandleTaken` if ``handle`` belongs to another subject."""
+
+    async def upsert(
+        self,
+        sub: str,
+        *,
+        status: str,
+        attributes: Mapping[str, str],
+        handle: bytes,
+        now: int,
+    ) -> Subject:
+        """Create or replace status and attributes; ``handle`` is used only when the
+        subject is created (an existing subject keeps its handle)."""
+
+    async def suspended_handles(self) -> list[bytes]:
+        """Handles of every suspended subject (loaded at start-up into memory)."""
+
+
+class PartnerRepository(Protocol):
+    """Partners."""
+
+    async def create(self, partner: Partner) -> None:
+        """Store a new partner (client ids are unique)."""
+
+    async def get(self, client_id: str) -> Partner | None:
+        """The partner with this client id."""
+
+
+class KeySetRepository(Protocol):
+    """Key sets by name (``codes`` signs codes; ``tokens`` signs partner tokens)."""
+
+    async def load(self, name: str) -> KeySet | None:
+        """The stored key set, or None."""
+
+    async def save(self, name: str, keyset: KeySet, *, expected_version: int | None) -> bool:
+        """Compare-and-swap: store ``keyset`` only if the stored version is
+        ``expected_version`` (None: only if there is no set yet). False otherwise."""
+
+
+class AuditRepository(Protocol):
+    """Audit records of verification decisions."""
+
+    async def append(self, records: Sequence[AuditRecord]) -> None:
+        """Store a batch (all or nothing)."""
+
+    async def for_subject(
+        self, handle: bytes, *, limit: int, before_id: int | None = None
+    ) -> list[AuditEntry]:
+        """A citizen's records, newest first, with ids below ``before_id`` if given."""
+
+
+class Database(Protocol):
+    """The durable backend: one object holding the repositories."""
+
+    subjects: SubjectRepository
+    partners: PartnerRepository
+    keysets: KeySetRepository
+    audit: AuditRepository
+
+    async def migrate(self) -> list[str]:
+        """Apply pending schema migrations (idempotent, safe to run concurrently);
+        return the names of the ones applied now."""
+
+    async def ping(self) -> None:
+        """Raise :class:`BackendUnavailable` unless the backend answers."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A change every process must apply: ``kind`` is ``subject`` (data: ``handle``
+    hex, ``status``), ``keys`` (data: ``name``, ``version``) or ``partner`` (data:
+    ``client_id``). A backend that may have lost events (a gap in a shared feed, a
+    restarted server) delivers ``resync`` (no data): reload everything from the
+    database."""
+
+    kind: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+EventHandler = Callable[[Event], Awaitable[None]]
+
+
+class StateBackend(Protocol):
+    """Fast state shared by every API process."""
+
+    async def first_use(self, key: bytes, *, ttl_seconds: int) -> bool:
+        """Atomically mark a single-use key; True only for the first call while it is
+        remembered (``ttl_seconds`` from now)."""
+
+    async def rate_limit(self, partner_id: str, *, per_second: int, now_ms: int) -> float:
+        """Take one request from the partner's budget of ``per_second`` requests per
+        second, shared by all processes. 0.0 when allowed, else the seconds to wait."""
+
+    async def publish(self, event: Event) -> None:
+        """Deliver ``event`` to every process's handler (this one's included)."""
+
+    def subscribe(self, handler: EventHandler) -> None:
+        """Set the handler for events (one per process, set before :meth:`start`)."""
+
+    async def cache_get(self, key: str) -> bytes | None:
+        """A cached value (subject attributes), or None."""
+
+    async def cache_set(self, key: str, value: bytes, *, ttl_seconds: int) -> None:
+        """Cache a value."""
+
+    async def cache_delete(self, key: str) -> None:
+        """Drop a cached value."""
+
+    async def start(self) -> None:
+        """Start background work (the change-feed listener)."""
+
+    async def ping(self) -> None:
+        """Raise :class:`BackendUnavailable` unless the backend answers."""
+
+    async def close(self) -> None:
+        """Stop background work and release connections."""
+
+
+class HandleTaken(StorageError):
+    """The random handle chosen for a new subject is already used (retry with another)."""
+
+
+class PartnerExists(StorageError):
+    """A partner with this client id is already registered."""

@@ -1,0 +1,326 @@
+"""SQLite storage for the embedded default (one file under ``SUISHEN_DATA_DIR``).
+
+One aiosqlite connection (a worker thread) in WAL mode; every write is one transaction.
+SQLite serialises writers, which is what an embedded single-process service needs; the
+production path is PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from suishen.app.storage import migrations
+from suishen.app.storage.base import (
+    AuditEntry,
+    AuditRecord,
+    HandleTaken,
+    Partner,
+    Subject,
+)
+from suishen.errors import BackendUnavailable, StorageError
+from suishen.keys.keyset import KeySet
+
+
+class SQLiteDatabase:
+    """:class:`suishen.app.storage.base.Database` on one SQLite file."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+        # One connection is shared by every coroutine: a write must never land inside
+        # another coroutine's open transaction, so writes take this lock.
+        self._write_lock = asyncio.Lock()
+        self.subjects = _Subjects(conn, self._write_lock)
+        self.partners = _Partners(conn, self._write_lock)
+        self.keysets = _KeySets(conn, self._write_lock)
+        self.audit = _Audit(conn, self._write_lock)
+
+    @classmethod
+    async def open(cls, path: str | Path) -> SQLiteDatabase:
+        """Open (creating the file and its folder if needed)."""
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = await aiosqlite.connect(str(path), isolation_level=None)
+            await conn.execute("PRAGMA journal_mode=WAL")
+            await conn.execute("PRAGMA synchronous=NORMAL")
+            await conn.execute("PRAGMA busy_timeout=5000")
+            await conn.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.Error as exc:
+            raise BackendUnavailable(f"cannot open SQLite database: {exc}") from None
+        return cls(conn)
+
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations in one transaction each."""
+        conn = self._conn
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)"
+        )
+        applied = []
+        async with self._write_lock:
+            for name, sql in migrations.load("sqlite"):
+                if await self._apply(name, sql):
+                    applied.append(name)
+        return applied
+
+    async def _apply(self, name: str, sql: str) -> bool:
+        conn = self._conn
+        async with conn.execute("SELECT 1 FROM schema_migrations WHERE name = ?", (name,)) as cur:
+            if await cur.fetchone():
+                return False
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(sql):
+                await conn.execute(statement)
+            await conn.execute(
+                "INSERT INTO schema_migrations (name, applied_at) "
+                "VALUES (?, CAST(strftime('%s','now') AS INTEGER))",
+                (name,),
+            )
+            await conn.execute("COMMIT")
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+        return True
+
+    async def ping(self) -> None:
+        """Run a trivial query."""
+        try:
+            async with self._conn.execute("SELECT 1") as cur:
+                await cur.fetchone()
+        except (sqlite3.Error, ValueError) as exc:
+            raise BackendUnavailable(f"SQLite unavailable: {exc}") from None
+
+    async def close(self) -> None:
+        """Close the connection."""
+        await self._conn.close()
+
+
+def _statements(sql: str) -> list[str]:
+    return [s.strip() for s in sql.split(";") if s.strip()]
+
+
+def _subject(row: Any) -> Subject:
+    return Subject(
+        sub=row[0],
+        handle=bytes(row[1]),
+        status=row[2],
+        attributes=json.loads(row[3]),
+        created_at=row[4],
+        updated_at=row[5],
+    )
+
+
+_SUBJECT_COLUMNS = "sub, handle, status, attributes, created_at, updated_at"
+
+
+class _Subjects:
+    def __init__(self, conn: aiosqlite.Connection, lock: asyncio.Lock) -> None:
+        self._conn = conn
+        self._lock = lock
+
+    async def _one(self, where: str, arg: object) -> Subject | None:
+        async with self._conn.execute(
+            f"SELECT {_SUBJECT_COLUMNS} FROM subjects WHERE {where} = ?",  # noqa: S608 - fixed columns
+            (arg,),
+        ) as cur:
+            row = await cur.fetchone()
+        return None if row is None else _subject(row)
+
+    async def get(self, sub: str) -> Subject | None:
+        return await self._one("sub", sub)
+
+    async def get_by_handle(self, handle: bytes) -> Subject | None:
+        return await self._one("handle", handle)
+
+    async def enroll(self, sub: str, *, handle: bytes, now: int) -> Subject:
+        try:
+            async with self._lock:
+                await self._conn.execute(
+                    "INSERT INTO subjects (sub, handle, status, attributes, created_at, "
+                    "updated_at) VALUES (?, ?, 'active', '{}', ?, ?) ON CONFLICT (sub) DO NOTHING",
+                    (sub, handle, now, now),
+                )
+        except sqlite3.IntegrityError:
+            raise HandleTaken("subject handle already in use") from None
+        subject = await self.get(sub)
+        if subject is None:  # pragma: no cover - row just written
+            raise StorageError("subject vanished after enrolment")
+        return subject
+
+    async def upsert(
+        self,
+        sub: str,
+        *,
+        status: str,
+        attributes: Mapping[str, str],
+        handle: bytes,
+        now: int,
+    ) -> Subject:
+        attrs = json.dumps(dict(attributes), sort_keys=True, ensure_ascii=False)
+        try:
+            async with self._lock:
+                await self._conn.execute(
+                    "INSERT INTO subjects (sub, handle, status, attributes, created_at, "
+                    "updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sub) DO UPDATE SET "
+                    "status = excluded.status, attributes = excluded.attributes, "
+                    "updated_at = excluded.updated_at",
+                    (sub, handle, status, attrs, now, now),
+                )
+        except sqlite3.IntegrityError:
+            raise HandleTaken("subject handle already in use") from None
+        subject = await self.get(sub)
+        if subject is None:  # pragma: no cover
+            raise StorageError("subject vanished after upsert")
+        return subject
+
+    async def suspended_handles(self) -> list[bytes]:
+        async with self._conn.execute(
+            "SELECT handle FROM subjects WHERE status = 'suspended'"
+        ) as cur:
+            return [bytes(row[0]) for row in await cur.fetchall()]
+
+
+class _Partners:
+    def __init__(self, conn: aiosqlite.Connection, lock: asyncio.Lock) -> None:
+        self._conn = conn
+        self._lock = lock
+
+    async def create(self, partner: Partner) -> None:
+        async with self._lock:
+            await self._insert_partner(partner)
+
+    async def _insert_partner(self, partner: Partner) -> None:
+        await self._conn.execute(
+            "INSERT INTO partners (client_id, name, scenes, attributes, rate_limit_per_second, "
+            "secret_hash, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                partner.client_id,
+                partner.name,
+                json.dumps(list(partner.scenes)),
+                json.dumps(list(partner.attributes)),
+                partner.rate_limit_per_second,
+                partner.secret_hash,
+                partner.created_at,
+            ),
+        )
+
+    async def get(self, client_id: str) -> Partner | None:
+        async with self._conn.execute(
+            "SELECT client_id, name, scenes, attributes, rate_limit_per_second, secret_hash, "
+            "created_at FROM partners WHERE client_id = ?",
+            (client_id,),
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return Partner(
+            client_id=row[0],
+            name=row[1],
+            scenes=tuple(json.loads(row[2])),
+            attributes=tuple(json.loads(row[3])),
+            rate_limit_per_second=row[4],
+            secret_hash=row[5],
+            created_at=row[6],
+        )
+
+
+class _KeySets:
+    def __init__(self, conn: aiosqlite.Connection, lock: asyncio.Lock) -> None:
+        self._conn = conn
+        self._lock = lock
+
+    async def load(self, name: str) -> KeySet | None:
+        async with self._conn.execute("SELECT body FROM keysets WHERE name = ?", (name,)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else KeySet.from_dict(json.loads(row[0]))
+
+    async def save(self, name: str, keyset: KeySet, *, expected_version: int | None) -> bool:
+        body = json.dumps(keyset.to_dict())
+        async with self._lock:
+            return await self._save(name, keyset, body, expected_version)
+
+    async def _save(
+        self, name: str, keyset: KeySet, body: str, expected_version: int | None
+    ) -> bool:
+        if expected_version is None:
+            cur = await self._conn.execute(
+                "INSERT INTO keysets (name, version, body, updated_at) "
+                "VALUES (?, ?, ?, CAST(strftime('%s','now') AS INTEGER)) "
+                "ON CONFLICT (name) DO NOTHING",
+                (name, keyset.version, body),
+            )
+        else:
+            cur = await self._conn.execute(
+                "UPDATE keysets SET version = ?, body = ?, "
+                "updated_at = CAST(strftime('%s','now') AS INTEGER) "
+                "WHERE name = ? AND version = ?",
+                (keyset.version, body, name, expected_version),
+            )
+        return cur.rowcount == 1
+
+
+_AUDIT_COLUMNS = (
+    "at_ms, partner_id, partner_name, scene, checkpoint, direction, reason, subject_handle, "
+    "kid, request_id"
+)
+
+
+class _Audit:
+    def __init__(self, conn: aiosqlite.Connection, lock: asyncio.Lock) -> None:
+        self._conn = conn
+        self._lock = lock
+
+    async def append(self, records: Sequence[AuditRecord]) -> None:
+        if not records:
+            return
+        rows = [
+            (
+                r.at_ms, r.partner_id, r.partner_name, r.scene, r.checkpoint, r.direction,
+                r.reason, r.subject_handle, r.kid, r.request_id,
+            )
+            for r in records
+        ]
+        async with self._lock:
+            await self._conn.execute("BEGIN")
+            try:
+                await self._conn.executemany(
+                    f"INSERT INTO audit ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+                    rows,
+                )
+                await self._conn.execute("COMMIT")
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+
+    async def for_subject(
+        self, handle: bytes, *, limit: int, before_id: int | None = None
+    ) -> list[AuditEntry]:
+        sql = f"SELECT id, {_AUDIT_COLUMNS} FROM audit WHERE subject_handle = ?"  # noqa: S608
+        args: list[object] = [handle]
+        if before_id is not None:
+            sql += " AND id < ?"
+            args.append(before_id)
+        sql += " ORDER BY id DESC LIMIT ?"
+        args.append(limit)
+        async with self._conn.execute(sql, args) as cur:
+            rows = await cur.fetchall()
+        return [
+            AuditEntry(
+                id=row[0],
+                record=AuditRecord(
+                    at_ms=row[1], partner_id=row[2], partner_name=row[3], scene=row[4],
+                    checkpoint=row[5], direction=row[6], reason=row[7],
+                    subject_handle=None if row[8] is None else bytes(row[8]),
+                    kid=row[9], request_id=row[10],
+                ),
+            )
+            for row in rows
+        ]
