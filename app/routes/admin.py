@@ -11,7 +11,6 @@ from starlette.responses import Response
 from suishen.app.deps import Operator, RuntimeDep
 from suishen.app.problems import HTTPProblem
 from suishen.app.schemas import PartnerIn, PartnerOut, SubjectIn, SubjectOut
-from suishen.app.services.keys import CODES, TOKENS
 from suishen.app.storage.base import Subject
 from suishen.errors import KeyManagementError
 from suishen.keys.algorithms import Alg
@@ -78,7 +77,7 @@ async def create_partner(body: PartnerIn, runtime: RuntimeDep) -> Response:
 async def rotate_keys(
     runtime: RuntimeDep,
     alg: Annotated[Literal["EdDSA", "ES256"] | None, Query()] = None,
-    key_set: Annotated[Literal["codes", "tokens"], Query()] = CODES,
+    key_set: Annotated[Literal["codes", "tokens"], Query()] = "codes",
 ) -> dict[str, object]:
     """A new active signing key; the old one keeps verifying until its codes have
     expired (code lifetime + clock skew). ``?key_set=tokens`` rotates the partner-token
@@ -92,12 +91,12 @@ async def rotate_keys(
 async def revoke_key(
     runtime: RuntimeDep,
     kid: Annotated[str, Path(pattern=r"^[0-9a-f]{2,32}$")],
-    key_set: Annotated[Literal["codes", "tokens"], Query()] = CODES,
+    key_set: Annotated[Literal["codes", "tokens"], Query()] = "codes",
 ) -> dict[str, object]:
     """Codes signed by this key stop verifying in every process within a second, and at
     gates on their next key or trust-bundle sync."""
     try:
-        keyset = await runtime.keys.revoke(kid, CODES if key_set == CODES else TOKENS)
+        keyset = await runtime.keys.revoke(kid, key_set)
     except KeyManagementError:
         raise HTTPProblem(404, f"no key {kid} in the {key_set} key set",
                           type_="not-found") from None

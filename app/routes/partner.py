@@ -8,11 +8,8 @@ generated from the pydantic twins in :mod:`suishen.app.schemas`.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
-from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs
 
 import msgspec
 from fastapi import APIRouter, Request
@@ -21,6 +18,7 @@ from starlette.routing import Match, Route
 from starlette.types import Scope
 
 from suishen.app.auth.errors import AuthError, InvalidClient, InvalidPartnerToken
+from suishen.app.auth.partner_tokens import parse_basic_credentials
 from suishen.app.deps import bearer
 from suishen.app.observability import request_id_var
 from suishen.app.problems import HTTPProblem, from_exception, problem_response
@@ -91,9 +89,13 @@ async def token(request: Request) -> Response:
     if grant != "client_credentials":
         return _oauth_error(400, "unsupported_grant_type",
                             "only client_credentials is supported")
-    basic = _basic_credentials(request.headers.get("authorization"))
-    if basic is _MALFORMED:
-        return _oauth_error(401, "invalid_client", "malformed HTTP Basic credentials")
+    basic = None
+    authorization = request.headers.get("authorization")
+    if authorization and authorization.lstrip().lower().startswith("basic"):
+        try:
+            basic = parse_basic_credentials(authorization)
+        except InvalidClient:
+            return _oauth_error(401, "invalid_client", "malformed HTTP Basic credentials")
     if basic is not None and ("client_secret" in fields or "client_id" in fields):
         return _oauth_error(400, "invalid_request", "use one client authentication method")
     client_id, secret = basic or (fields.get("client_id"), fields.get("client_secret"))
@@ -114,26 +116,6 @@ async def token(request: Request) -> Response:
                                 "scope must be a subset of: " + " ".join(allowed))
     issued = runtime.partner_tokens.issue(partner.client_id, scopes, now=int(runtime.now()))
     return JSONResponse(issued, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
-
-
-_MALFORMED: Any = object()
-
-
-def _basic_credentials(header: str | None) -> tuple[str, str] | Any | None:
-    if not header:
-        return None
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        return _MALFORMED
-    client_id, sep, secret = decoded.partition(":")
-    if not sep:
-        return _MALFORMED
-    # RFC 6749 §2.3.1: both parts are form-urlencoded before Basic encoding.
-    return unquote(client_id), unquote(secret)
 
 
 async def authenticate_partner(

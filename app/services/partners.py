@@ -52,7 +52,10 @@ class PartnerService:
     async def authenticate(self, client_id: str, secret: str) -> Partner:
         """The partner whose credentials these are; :class:`InvalidClient` otherwise."""
         partner = await self._db.partners.get(client_id) if len(client_id) <= 128 else None
-        if partner is None or not verify_secret(secret, partner.secret_hash):
+        # Hash even for an unknown client (verify_secret does a dummy round for None) so
+        # that response time does not tell which client ids exist.
+        ok = verify_secret(secret, partner.secret_hash if partner else None)
+        if partner is None or not ok:
             raise InvalidClient("invalid client credentials")
         self._known[client_id] = partner
         return partner
