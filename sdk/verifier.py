@@ -30,7 +30,13 @@ class Verifier(_CoreVerifier):
         """Trust the keys of a JWK Set (a dict, or its JSON text)."""
         if isinstance(jwks, str | bytes):
             jwks = json.loads(jwks)
-        return cls(KeyRing.from_jwks(jwks), skew=skew, replay=replay or InMemoryReplay())
+        # ``replay or InMemoryReplay()`` would replace an *empty* shared memory (falsy: it
+        # has ``__len__``) with a private one and silently split single use.
+        return cls(
+            KeyRing.from_jwks(jwks),
+            skew=skew,
+            replay=replay if replay is not None else InMemoryReplay(),
+        )
 
     def verify(
         self,
