@@ -66,7 +66,36 @@ def sig_structure(protected_raw: bytes, payload: bytes, external_aad: bytes = b"
     """
     if protected_raw == b"\xa0":
         protected_raw = b""
-    return cbor.dumps(["Signature1", protected_raw, external_aad, payload])
+    # Built directly rather than through a generic encoder (it runs once per sign and per
+    # verify): the fixed head array(4) + tstr "Signature1", then three byte strings with
+    # shortest-form length heads -- byte for byte what cbor.dumps() of the list gives.
+    return b"".join(
+        (
+            _SIG1_HEAD,
+            _bstr_head(len(protected_raw)),
+            protected_raw,
+            _bstr_head(len(external_aad)),
+            external_aad,
+            _bstr_head(len(payload)),
+            payload,
+        )
+    )
+
+
+_SIG1_HEAD = b"\x84\x6aSignature1"  # array(4), text(10) "Signature1"
+
+
+def _bstr_head(length: int) -> bytes:
+    """The CBOR head of a byte string of ``length`` bytes (major type 2, shortest form)."""
+    if length < 24:
+        return bytes((0x40 | length,))
+    if length < 0x100:
+        return bytes((0x58, length))
+    if length < 0x10000:
+        return b"\x59" + length.to_bytes(2, "big")
+    if length < 0x100000000:
+        return b"\x5a" + length.to_bytes(4, "big")
+    return b"\x5b" + length.to_bytes(8, "big")
 
 
 def encode_protected(header: dict[int, Any]) -> bytes:

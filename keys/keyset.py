@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
-from enum import StrEnum
 from typing import Any, Protocol
 
 from suishen.errors import KeyManagementError
@@ -61,7 +60,9 @@ class KeyRecord:
 
     def expired_at(self, now: int) -> bool:
         """True for a retired key whose verification window has closed."""
-        return self.state is KeyState.RETIRED and self.not_after is not None and now > self.not_after
+        return (
+            self.state is KeyState.RETIRED and self.not_after is not None and now > self.not_after
+        )
 
     def status_at(self, now: int) -> str:
         """The state, with ``expired`` for a retired key past its window."""
@@ -178,41 +179,32 @@ class KeySet:
         overlap_seconds: int,
         alg: Alg | None = None,
     ) -> KeySet:
-        """Make a new key active and retire the current one.
+        """Make a new key active and retire the current one (if any).
 
         The oldest pending key (of ``alg``, when given) is promoted if there is one,
         otherwise a new key is generated. The retired key keeps verifying for
         ``overlap_seconds`` (callers pass the longest code lifetime plus clock skew).
         """
-        current = self.active()
+        current = next((k for k in self.keys if k.state is KeyState.ACTIVE), None)
+        # With no active key (it was revoked) there is nothing to retire.
+        retiring = None if current is None else current.kid
         pending = [
             k for k in self.keys if k.state is KeyState.PENDING and (alg is None or k.alg is alg)
         ]
-        if pending:
+        base = self
+        if not pending:
+            fallback = current.alg if current else (self.keys[-1].alg if self.keys else DEFAULT_ALG)
+            base = self.add_key(kek, now=now, alg=alg or fallback, state=KeyState.PENDING)
+            chosen = base.keys[-1].kid
+        else:
             chosen = pending[0].kid
-            keys = tuple(
-                replace(k, state=KeyState.ACTIVE, not_before=now)
-                if k.kid == chosen
-                else (_retire(k, now, overlap_seconds) if k.kid == current.kid else k)
-                for k in self.keys
-            )
-            return replace(self, keys=keys, version=self.version + 1)
-        retired = replace(
-            self,
-            keys=tuple(
-                _retire(k, now, overlap_seconds) if k.kid == current.kid else k for k in self.keys
-            ),
+        keys = tuple(
+            replace(k, state=KeyState.ACTIVE, not_before=now)
+            if k.kid == chosen
+            else (_retire(k, now, overlap_seconds) if k.kid == retiring else k)
+            for k in base.keys
         )
-        # add_key(ACTIVE) would retire again with no overlap: add as pending, then promote.
-        grown = retired.add_key(kek, now=now, alg=alg or current.alg, state=KeyState.PENDING)
-        new_kid = grown.keys[-1].kid
-        return replace(
-            grown,
-            keys=tuple(
-                replace(k, state=KeyState.ACTIVE, not_before=now) if k.kid == new_kid else k
-                for k in grown.keys
-            ),
-        )
+        return replace(base, keys=keys, version=self.version + 1)
 
     def revoke(self, kid: str, *, now: int) -> KeySet:
         """Revoke a key: it never verifies again. Revoking the active key leaves the set

@@ -121,19 +121,19 @@ def verify(
     handle = None
     if key.blinding is not None:
         handle = unblind(claims.sub, key.blinding, iat=claims.iat, cti=claims.cti)
-    decided = Decision(Reason.OK, kid_hex, kind, claims, handle)
 
+    reason: Reason | None
     if now > claims.exp + skew:
-        return decided.rejected(Reason.EXPIRED)
-    if claims.iat > now + skew:
-        return decided.rejected(Reason.NOT_YET_VALID)
-    if handle is not None and revocations.subject_revoked(handle):
-        return decided.rejected(Reason.REVOKED)
-    presentation = Presentation(kind, policy.name, direction, checkpoint)
-    failed = policy.check(presentation)
-    if failed is not None:
-        return decided.rejected(failed)
+        reason = Reason.EXPIRED
+    elif claims.iat > now + skew:
+        reason = Reason.NOT_YET_VALID
+    elif handle is not None and revocations.subject_revoked(handle):
+        reason = Reason.REVOKED
+    else:
+        reason = policy.check(Presentation(kind, policy.name, direction, checkpoint))
+    if reason is not None:
+        return Decision(reason, kid_hex, kind, claims, handle)
+    # Built once, when the outcome is known (a rejected or single-use code used to make
+    # a second Decision).
     replay_key = policy.replay_key(envelope.kid, claims.cti, direction)
-    if replay_key is None:
-        return decided
     return Decision(Reason.OK, kid_hex, kind, claims, handle, replay_key)
