@@ -1,0 +1,673 @@
+"""HTTP benchmarks of SPEC §7: the service against the naive baseline, in one run.
+
+What it does (all on 127.0.0.1, every server ONE worker process, access log off):
+
+1. starts the service on the **embedded default** (SQLite + in-process state) in a
+   temporary data directory, a second service with **Redis** state
+   (``SUISHEN_REDIS_URL``, a unique ``SUISHEN_REDIS_PREFIX``; SQLite still) and the
+   **naive baseline** (``benchmarks/naive_app.py``: bare FastAPI + pydantic, one
+   signature check) that knows both services' public keys;
+2. sets up through the HTTP API: 50 citizens with attributes (admin API), a library
+   partner and a metro partner per service (rate limit 1,000,000/s so that the limiter
+   never interferes), partner access tokens (``/v1/oauth/token``) and citizen tokens
+   (development identity provider); codes live ``SUISHEN_CODE_TTL_SECONDS=900``;
+3. measures, with the same client (:mod:`loadgen`, one process, raw HTTP/1.1
+   keep-alive) for the same duration, alternating the servers round by round, best
+   round kept:
+
+   * **issuance** ``POST /v1/codes`` (embedded) — saturation, against the naive
+     issuance endpoint (JWT check + one signature + pydantic answer) for reference, and
+     p99 at half of the service's saturation (open loop): goal p99 <= 5 ms;
+   * **verify, library** (re-scannable; embedded default) against the naive verify —
+     goal >= 1.3x the baseline's throughput, and p99 <= 2 ms at half saturation;
+   * **verify, metro** (single use, direction ``in``, every code presented once; the
+     Redis service) against the naive verify — goal >= 1.0x; p99 at half saturation is
+     printed for information.
+
+Besides throughput and latency every row shows the CPU share the server process and the
+client used during the run (``srv``/``cli``): a server near 100 % is saturated; a client
+near 100 % would mean the client, not the server, was the limit.
+
+Run::
+
+    .venv/bin/python benchmarks/http_bench.py                 # 10 s per run, 32 connections
+    .venv/bin/python benchmarks/http_bench.py --quick         # smoke check (~1 min)
+    .venv/bin/python benchmarks/http_bench.py --duration 20 --rounds 3 --json out.json
+
+Exit status: 0 when everything ran (whatever the figures — this is a measurement, not a
+test); 1 when something failed to run (a server did not start, setup failed, a load run
+saw connection errors, non-2xx answers or unexpected bodies).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import random
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import loadgen  # the sibling module, importable when run as a script
+
+ROOT = Path(__file__).resolve().parents[1]
+HOST = "127.0.0.1"
+REDIS_URL = os.environ.get("SUISHEN_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+CITIZENS = 50
+CODE_TTL = 900
+RATE_LIMIT = 1_000_000
+VERIFY_RATIO_LIBRARY = 1.3
+VERIFY_RATIO_METRO = 1.0
+VERIFY_P99_MS = 2.0
+ISSUE_P99_MS = 5.0
+VALID = b'"valid":true'
+
+
+class BenchError(RuntimeError):
+    """Something failed to run (not a missed target)."""
+
+
+# --- processes ----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, in seconds (Linux /proc); NaN elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return math.nan
+
+
+class Server:
+    """One server subprocess in its own process group, logging to a file."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], port: int,
+                 workdir: Path) -> None:
+        self.name = name
+        self.argv = argv
+        self.env = env
+        self.port = port
+        self.url = f"http://{HOST}:{port}"
+        self.log_path = workdir / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and scripts
+                self.argv, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+
+    def wait_ready(self, path: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is None or self.proc.poll() is not None:
+                raise BenchError(f"{self.name} exited early:\n{self.log_tail()}")
+            try:
+                if httpx.get(self.url + path, timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise BenchError(f"{self.name} not ready after {timeout}s:\n{self.log_tail()}")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def cpu(self) -> float:
+        return _cpu_seconds(self.proc.pid) if self.proc else math.nan
+
+    def stop(self, timeout: float = 15.0) -> None:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)  # the group this script created
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+    def log_tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return "(no log)"
+
+
+def _base_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("SUISHEN_")}
+
+
+def service(name: str, workdir: Path, admin_token: str, **extra: str) -> Server:
+    port = free_port()
+    data = workdir / name
+    data.mkdir()
+    env = {
+        **_base_env(),
+        "SUISHEN_ENV": "development",
+        "SUISHEN_DATA_DIR": str(data),
+        "SUISHEN_HOST": HOST,
+        "SUISHEN_PORT": str(port),
+        "SUISHEN_WORKERS": "1",
+        "SUISHEN_ACCESS_LOG": "false",
+        "SUISHEN_LOG_LEVEL": "warning",
+        "SUISHEN_ADMIN_TOKEN": admin_token,
+        "SUISHEN_CODE_TTL_SECONDS": str(CODE_TTL),
+        "SUISHEN_PARTNER_TOKEN_TTL_SECONDS": "3600",
+        **extra,
+    }
+    argv = [sys.executable, "-c", "from suishen.app.server import serve; serve()"]
+    return Server(name, argv, env, port, workdir)
+
+
+def naive(workdir: Path, jwks: Sequence[str]) -> Server:
+    port = free_port()
+    argv = [sys.executable, str(ROOT / "benchmarks" / "naive_app.py"), "--host", HOST,
+            "--port", str(port), "--jwks", ",".join(jwks)]
+    return Server("naive", argv, _base_env(), port, workdir)
+
+
+# --- API setup ----------------------------------------------------------------------
+
+
+@dataclass
+class Setup:
+    """What the load runs need from one server."""
+
+    server: Server
+    citizen_tokens: list[str]
+    partners: dict[str, str] = field(default_factory=dict)  # scene -> access token
+
+
+def _check(response: httpx.Response, expected: int, what: str) -> dict[str, Any]:
+    if response.status_code != expected:
+        raise BenchError(f"{what}: HTTP {response.status_code}: {response.text[:300]}")
+    data: dict[str, Any] = response.json()
+    return data
+
+
+def setup_service(server: Server, admin_token: str, scenes: Sequence[str]) -> Setup:
+    admin = {"Authorization": f"Bearer {admin_token}"}
+    tokens: list[str] = []
+    with httpx.Client(base_url=server.url, timeout=10.0) as client:
+        for i in range(CITIZENS):
+            sub = f"bench-citizen-{i:03d}"
+            _check(client.put(f"/v1/admin/subjects/{sub}", headers=admin, json={
+                "status": "active",
+                "attributes": {"name": f"Citizen {i}", "reader_id": f"R-{i:05d}",
+                               "transit_account": f"T-{i:07d}",
+                               "medical_insurance_id": f"M-{i:09d}"},
+            }), 200, "upsert subject")
+            token = _check(client.post("/v1/dev/citizen-token", json={"sub": sub}), 200,
+                           "citizen token")
+            tokens.append(str(token["access_token"]))
+        setup = Setup(server, tokens)
+        attributes = {"library": ["reader_id"], "metro": ["transit_account"]}
+        for scene in scenes:
+            partner = _check(client.post("/v1/admin/partners", headers=admin, json={
+                "name": f"bench {scene}", "scenes": [scene],
+                "attributes": attributes.get(scene, []),
+                "rate_limit_per_second": RATE_LIMIT,
+            }), 201, "register partner")
+            issued = _check(client.post("/v1/oauth/token", data={
+                "grant_type": "client_credentials", "client_id": partner["client_id"],
+                "client_secret": partner["client_secret"],
+            }), 200, "partner token")
+            setup.partners[scene] = str(issued["access_token"])
+    return setup
+
+
+def setup_naive(server: Server) -> Setup:
+    tokens = []
+    with httpx.Client(base_url=server.url, timeout=10.0) as client:
+        for i in range(CITIZENS):
+            token = _check(client.post("/v1/dev/citizen-token",
+                                       json={"sub": f"bench-citizen-{i:03d}"}),
+                           200, "naive citizen token")
+            tokens.append(str(token["access_token"]))
+    return Setup(server, tokens)
+
+
+# --- request lists ------------------------------------------------------------------
+
+
+def issue_requests(setup: Setup) -> list[bytes]:
+    host = f"{HOST}:{setup.server.port}"
+    return [loadgen.build_request("POST", "/v1/codes", host, {"Authorization": f"Bearer {t}"})
+            for t in setup.citizen_tokens]
+
+
+def verify_requests(server: Server, token: str, codes: Sequence[str], *, scene: str,
+                    checkpoint: str, direction: str | None = None) -> list[bytes]:
+    host = f"{HOST}:{server.port}"
+    headers = {"Authorization": f"Bearer {token}"}
+    out = []
+    for code in codes:
+        body: dict[str, Any] = {"code": code, "scene": scene, "checkpoint": checkpoint}
+        if direction is not None:
+            body["direction"] = direction
+        out.append(loadgen.build_request("POST", "/v1/verify", host, headers, body))
+    return out
+
+
+def codes_from(result: loadgen.Result) -> list[str]:
+    return [str(json.loads(body)["code"]) for body in result.bodies]
+
+
+def minted_codes(minted: Minted, n: int) -> list[str]:
+    """``n`` codes of the minted source's server, for a baseline that never consumes them."""
+    got = minted.bench.closed(f"mint {n:,} codes for the baseline", minted.setup.server,
+                              issue_requests(minted.setup), total=n, keep_bodies=True)
+    return codes_from(got.result)
+
+
+# --- measuring ----------------------------------------------------------------------
+
+
+@dataclass
+class Measured:
+    """One load run with the CPU the server and the client used meanwhile."""
+
+    label: str
+    server: str
+    result: loadgen.Result
+    server_cpu: float  # share of one core
+    client_cpu: float
+
+    def invalid(self) -> str | None:
+        r = self.result
+        problems = []
+        if r.errors:
+            problems.append(f"{r.errors} errors ({'; '.join(r.error_samples[:2])})")
+        if r.non_2xx:
+            problems.append(f"non-2xx {dict((s, n) for s, n in r.statuses.items() if s >= 300)}")
+        if r.body_mismatches:
+            problems.append(f"{r.body_mismatches} answers not valid")
+        return ", ".join(problems) or None
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.duration: float = args.duration
+        self.warmup: float = args.warmup
+        self.connections: int = args.connections
+        self.settle: float = args.settle
+        self.log: list[Measured] = []
+
+    def measure(self, label: str, server: Server, runner: Callable[[], Any]) -> Measured:
+        if not server.alive():
+            raise BenchError(f"{server.name} is not running:\n{server.log_tail()}")
+        cpu0, client0, t0 = server.cpu(), time.process_time(), time.perf_counter()
+        result: loadgen.Result = loadgen.run(runner())
+        wall = time.perf_counter() - t0
+        measured = Measured(label, server.name, result,
+                            (server.cpu() - cpu0) / wall, (time.process_time() - client0) / wall)
+        self.log.append(measured)
+        print(f"  {label:<34} {server.name:<15} {result.summary()}; "
+              f"cpu srv {measured.server_cpu:.0%} cli {measured.client_cpu:.0%}", flush=True)
+        problem = measured.invalid()
+        if problem:
+            raise BenchError(f"{label} on {server.name}: {problem}")
+        time.sleep(self.settle)  # let the server finish background work (audit flushes)
+        return measured
+
+    def closed(self, label: str, server: Server, requests: Sequence[bytes], *,
+               once: bool = False, expect: bytes | None = None,
+               keep_bodies: bool = False, duration: float | None = None,
+               total: int | None = None) -> Measured:
+        def runner() -> Any:
+            return loadgen.run_closed(
+                HOST, server.port, requests, connections=self.connections,
+                duration=duration if total is None else None, total=total, once=once,
+                expect=expect, keep_bodies=keep_bodies)
+        return self.measure(label, server, runner)
+
+    def open(self, label: str, server: Server, requests: Sequence[bytes], rate: float, *,
+             once: bool = False, expect: bytes | None = None) -> Measured:
+        def runner() -> Any:
+            return loadgen.run_open(HOST, server.port, requests, rate=rate,
+                                    duration=self.duration, connections=self.connections,
+                                    once=once, expect=expect)
+        return self.measure(label, server, runner)
+
+    def compare(self, label: str, pairs: Sequence[tuple[Server, Source]], *,
+                expect: bytes | None = None, keep_bodies: bool = False) -> list[Measured]:
+        """Alternate the servers for ``rounds`` rounds (warm-up before each run); the best
+        round of each server is returned, in the order of ``pairs``.
+
+        A :class:`Minted` source gives single-use requests: fresh ones are minted before
+        each run (warm-up included) and each is sent at most once.
+        """
+        best: dict[str, Measured] = {}
+        for rnd in range(self.args.rounds):
+            order = list(pairs) if rnd % 2 == 0 else list(reversed(pairs))
+            for server, source in order:
+                once = isinstance(source, Minted)
+                use: Sequence[bytes]
+                if isinstance(source, Minted):
+                    use = source.take(source.needed(self.warmup + self.duration))
+                else:
+                    use = source
+                if self.warmup > 0:
+                    warm = self.closed(f"{label} (warm-up)", server, use, once=once,
+                                       expect=expect, duration=self.warmup)
+                    if once:
+                        use = use[warm.result.completed :]
+                run = self.closed(f"{label} (round {rnd + 1})", server, use, once=once,
+                                  expect=expect, keep_bodies=keep_bodies,
+                                  duration=self.duration)
+                if isinstance(source, Minted):
+                    source.observed(run.result)
+                key = server.name
+                if key not in best or run.result.throughput > best[key].result.throughput:
+                    best[key] = run
+        return [best[server.name] for server, _ in pairs]
+
+
+class Minted:
+    """Single-use verify requests, minted on demand through ``POST /v1/codes``.
+
+    ``estimate`` (requests/s) sizes each batch: first an upper bound, then the best rate
+    measured with these requests; a batch holds 25 % more than that rate needs.
+    """
+
+    def __init__(self, bench: Bench, setup: Setup, make: Callable[[list[str]], list[bytes]],
+                 estimate: float) -> None:
+        self.bench = bench
+        self.setup = setup
+        self.make = make
+        self.estimate = estimate
+        self.measured = 0.0
+
+    def needed(self, seconds: float, rate: float | None = None) -> int:
+        return math.ceil((rate or self.estimate) * 1.25 * seconds) + 100
+
+    def take(self, n: int) -> list[bytes]:
+        minted = self.bench.closed(f"mint {n:,} single-use codes", self.setup.server,
+                                   issue_requests(self.setup), total=n, keep_bodies=True)
+        codes = codes_from(minted.result)
+        if len(codes) != n:
+            raise BenchError(f"minted {len(codes)} codes instead of {n}")
+        return self.make(codes)
+
+    def observed(self, result: loadgen.Result) -> None:
+        if result.exhausted:
+            print("  note: the single-use codes ran out before the end of the run; its rate "
+                  "is over the time it had codes", flush=True)
+        self.measured = max(self.measured, result.throughput)
+        self.estimate = self.measured
+
+
+Source = Sequence[bytes] | Minted
+
+
+# --- the report ---------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    scenario: str
+    m: Measured
+    ratio: float | None = None
+    goal: str = ""
+    verdict: str = ""
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f}" if not math.isnan(seconds) else "-"
+
+
+def print_table(rows: Sequence[Row]) -> None:
+    head = (f"{'scenario':<40} {'server':<15} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
+            f"{'srv':>5} {'cli':>5} {'ratio':>6}  {'goal':<16} result")
+    print(head)
+    print("-" * len(head))
+    for row in rows:
+        r = row.m.result
+        rate = f"{r.throughput:,.0f}"
+        ratio = f"{row.ratio:.2f}x" if row.ratio is not None else ""
+        print(f"{row.scenario:<40} {row.m.server:<15} {rate:>8} {_ms(r.p50):>7} "
+              f"{_ms(r.p99):>7} {row.m.server_cpu:>5.0%} {row.m.client_cpu:>5.0%} "
+              f"{ratio:>6}  {row.goal:<16} {row.verdict}")
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+# --- the whole run ------------------------------------------------------------------
+
+
+def run_bench(args: argparse.Namespace, workdir: Path, servers: list[Server]) -> list[Row]:
+    admin_token = "bench-admin-" + secrets.token_hex(24)
+    prefix = f"suishen-bench-{os.getpid()}-{secrets.token_hex(4)}"
+    args.redis_prefix = prefix
+    embedded = service("suishen-sqlite", workdir, admin_token)
+    redis = service("suishen-redis", workdir, admin_token,
+                    SUISHEN_REDIS_URL=REDIS_URL, SUISHEN_REDIS_PREFIX=prefix)
+    for server in (embedded, redis):
+        servers.append(server)
+        server.start()
+    for server in (embedded, redis):
+        server.wait_ready("/readyz")
+    base = naive(workdir, [embedded.url + "/v1/keys", redis.url + "/v1/keys"])
+    servers.append(base)
+    base.start()
+    base.wait_ready("/healthz")
+    print(f"servers: {embedded.name} :{embedded.port}, {redis.name} :{redis.port} "
+          f"(Redis prefix {prefix}), {base.name} :{base.port}; logs in {workdir}", flush=True)
+
+    s_embedded = setup_service(embedded, admin_token, ["library"])
+    s_redis = setup_service(redis, admin_token, ["metro"])
+    s_naive = setup_naive(base)
+    bench = Bench(args)
+    rows: list[Row] = []
+
+    # 1. Issuance (embedded default), against the naive issuance endpoint.
+    print("issuance: POST /v1/codes", flush=True)
+    svc_issue, naive_issue = bench.compare(
+        "issue", [(embedded, issue_requests(s_embedded)), (base, issue_requests(s_naive))],
+        keep_bodies=True)
+    codes = codes_from(svc_issue.result)
+    if not codes:
+        raise BenchError("issuance produced no codes")
+    half_issue = svc_issue.result.throughput / 2
+    issue_p99 = bench.open("issue p99 @ 50% (open loop)", embedded,
+                           issue_requests(s_embedded), half_issue)
+    ratio = svc_issue.result.throughput / naive_issue.result.throughput
+    rows += [
+        Row("issue /v1/codes, saturation", svc_issue, ratio, "(info)", ""),
+        Row("issue naive baseline, saturation", naive_issue),
+        Row(f"issue p99 @ 50% sat ({half_issue:,.0f}/s)", issue_p99, None,
+            f"p99 <= {ISSUE_P99_MS:g} ms",
+            verdict(issue_p99.result.p99 * 1000 <= ISSUE_P99_MS)),
+    ]
+
+    # 2. Verify, library (re-scannable), embedded default.
+    print("verify: library (embedded default)", flush=True)
+    random.shuffle(codes)
+    library = codes[:5000]
+    lib_svc = verify_requests(embedded, s_embedded.partners["library"], library, scene="library",
+                              checkpoint="LIB-MAIN-G1")
+    lib_naive = verify_requests(base, "naive-does-not-check", library,
+                                scene="library", checkpoint="LIB-MAIN-G1")
+    svc_lib, naive_lib = bench.compare("verify library", [(embedded, lib_svc),
+                                                          (base, lib_naive)], expect=VALID)
+    half_lib = svc_lib.result.throughput / 2
+    lib_p99 = bench.open("verify library p99 @ 50% (open)", embedded, lib_svc, half_lib,
+                         expect=VALID)
+    ratio = svc_lib.result.throughput / naive_lib.result.throughput
+    rows += [
+        Row("verify library, saturation", svc_lib, ratio, f">= {VERIFY_RATIO_LIBRARY}x",
+            verdict(ratio >= VERIFY_RATIO_LIBRARY)),
+        Row("verify naive baseline, saturation", naive_lib),
+        Row(f"verify library p99 @ 50% ({half_lib:,.0f}/s)", lib_p99, None,
+            f"p99 <= {VERIFY_P99_MS:g} ms",
+            verdict(lib_p99.result.p99 * 1000 <= VERIFY_P99_MS)),
+    ]
+
+    # 3. Verify, metro (single use, direction in), Redis state: every code shown once,
+    # minted just before each run.
+    print("verify: metro (Redis state, single use)", flush=True)
+    minted = Minted(
+        bench, s_redis,
+        lambda codes: verify_requests(redis, s_redis.partners["metro"], codes, scene="metro",
+                                      checkpoint="L2-S12-G3", direction="in"),
+        estimate=svc_lib.result.throughput)
+    metro_naive = verify_requests(base, "naive-does-not-check", minted_codes(minted, 5000),
+                                  scene="metro", checkpoint="L2-S12-G3", direction="in")
+    svc_metro, naive_metro = bench.compare("verify metro", [(redis, minted),
+                                                            (base, metro_naive)],
+                                           expect=VALID)
+    half_metro = svc_metro.result.throughput / 2
+    ratio = svc_metro.result.throughput / naive_metro.result.throughput
+    rows += [
+        Row("verify metro+Redis, single use, sat.", svc_metro, ratio,
+            f">= {VERIFY_RATIO_METRO}x", verdict(ratio >= VERIFY_RATIO_METRO)),
+        Row("verify naive baseline, saturation", naive_metro),
+    ]
+    fresh = minted.take(minted.needed(args.duration, half_metro))
+    metro_p99 = bench.open("verify metro p99 @ 50% (open)", redis, fresh, half_metro,
+                           once=True, expect=VALID)
+    rows.append(Row(f"verify metro p99 @ 50% ({half_metro:,.0f}/s)", metro_p99, None,
+                    f"p99 <= {VERIFY_P99_MS:g} ms (info)",
+                    verdict(metro_p99.result.p99 * 1000 <= VERIFY_P99_MS)))
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "settings": {"duration": args.duration, "connections": args.connections,
+                         "rounds": args.rounds, "warmup": args.warmup},
+            "rows": [{"scenario": r.scenario, "server": r.m.server,
+                      "ratio": r.ratio, "goal": r.goal, "verdict": r.verdict,
+                      "server_cpu": r.m.server_cpu, "client_cpu": r.m.client_cpu,
+                      **r.m.result.as_dict()} for r in rows],
+            "runs": [{"label": m.label, "server": m.server, **m.result.as_dict()}
+                     for m in bench.log],
+        }, indent=2))
+    return rows
+
+
+def cleanup_redis(prefix: str | None) -> None:
+    if not prefix:
+        return
+    try:
+        import redis as redis_lib
+
+        client = redis_lib.Redis.from_url(REDIS_URL, socket_timeout=2)
+        keys = list(client.scan_iter(match=f"*{prefix}*", count=1000))
+        for i in range(0, len(keys), 500):
+            client.delete(*keys[i : i + 500])
+        client.close()
+    except Exception as exc:  # noqa: BLE001 - best effort
+        print(f"(could not clean Redis keys {prefix}*: {exc})", file=sys.stderr)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    doc = __doc__ or ""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="See the module docstring for what is measured.")
+    parser.add_argument("--duration", type=float, default=10.0,
+                        help="seconds per measured run (default 10)")
+    parser.add_argument("--connections", type=int, default=32,
+                        help="client connections (default 32)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="alternating rounds per comparison, best kept (default 2)")
+    parser.add_argument("--warmup", type=float, default=1.0,
+                        help="seconds of warm-up before each saturation run (default 1)")
+    parser.add_argument("--settle", type=float, default=1.0,
+                        help="pause after each run for background work (default 1)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke check: 2 s runs, one round, short warm-up")
+    parser.add_argument("--json", help="also write every figure to this JSON file")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.duration, args.rounds, args.warmup, args.settle = 2.0, 1, 0.3, 0.3
+    if args.duration <= 0 or args.rounds < 1 or args.connections < 1:
+        parser.error("duration, rounds and connections must be positive")
+    return args
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.redis_prefix = None
+    signal.signal(signal.SIGTERM, _interrupt)
+    workdir = Path(tempfile.mkdtemp(prefix="suishen-http-bench-"))
+    servers: list[Server] = []
+    status = 0
+    print(f"http_bench: {args.duration:g} s per run, {args.connections} connections, "
+          f"{args.rounds} round(s), warm-up {args.warmup:g} s; {os.cpu_count()} CPUs; "
+          f"client loop: {'uvloop' if _has_uvloop() else 'asyncio'}", flush=True)
+    try:
+        rows = run_bench(args, workdir, servers)
+        print()
+        print_table(rows)
+        print()
+        print("req/s: best of the rounds (closed loop) or achieved rate (open loop); p50/p99 "
+              "from request write to full answer; srv/cli: CPU share of one core used by "
+              "the server process / the load client during the run; ratio: service "
+              "throughput / naive baseline throughput measured in this run.")
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        status = 130
+    except BenchError as exc:
+        print(f"\nhttp_bench: FAILED: {exc}", file=sys.stderr)
+        status = 1
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for server in reversed(servers):
+            server.stop()
+        cleanup_redis(args.redis_prefix)
+        if args.keep or status == 1:
+            print(f"(server logs kept in {workdir})", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    return status
+
+
+def _has_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+if __name__ == "__main__":
+    sys.exit(main())

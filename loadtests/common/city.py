@@ -1,0 +1,215 @@
+"""A city for load tests, set up through the service's own HTTP API.
+
+* **partners**: one per venue kind (metro operator, hospital, pharmacy, library), each
+  registered with ``POST /v1/admin/partners`` (operator token from
+  ``SUISHEN_ADMIN_TOKEN``) with the attributes its agreement allows and a rate limit high
+  enough not to interfere; access tokens from ``POST /v1/oauth/token``, refreshed before
+  they expire;
+* **citizens**: ``SUISHEN_LOADTEST_CITIZENS`` subjects (default 200) upserted with
+  ``PUT /v1/admin/subjects/{sub}`` with every known attribute, and a bearer token each:
+  from the development identity provider (``POST /v1/dev/citizen-token``, refreshed
+  before expiry), or — against a production posture, where that endpoint does not exist —
+  from the file named by ``SUISHEN_LOADTEST_CITIZEN_TOKENS`` (lines ``<sub> <token>``).
+
+Setup traffic goes through its own ``requests`` session, so it never shows in the load
+statistics. Each load process (a Locust worker) sets up its own partners once, lazily,
+on first use (:func:`get_city`); names carry a run id so that runs never collide.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+# What each venue kind may see (SPEC §4: the intersection with the citizen's attributes).
+SCENE_ATTRIBUTES: dict[str, list[str]] = {
+    "metro": ["transit_account"],
+    "hospital": ["name", "medical_insurance_id"],
+    "pharmacy": ["medical_insurance_id"],
+    "library": ["reader_id"],
+}
+REFRESH_MARGIN = 30.0  # seconds before expiry at which a token is renewed
+TIMEOUT = 10.0
+
+
+class SetupError(RuntimeError):
+    """The target service refused the load-test setup."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Load-test settings, from the environment."""
+
+    host: str
+    admin_token: str
+    citizens: int = 200
+    rate_limit: int = 100_000
+    citizen_tokens_file: str | None = None
+    run_id: str = field(default_factory=lambda: secrets.token_hex(3))
+
+    @classmethod
+    def from_env(cls, host: str) -> Config:
+        admin = os.environ.get("SUISHEN_ADMIN_TOKEN", "")
+        if not admin:
+            raise SetupError("set SUISHEN_ADMIN_TOKEN to the target service's operator token")
+        return cls(
+            host=host.rstrip("/"),
+            admin_token=admin,
+            citizens=int(os.environ.get("SUISHEN_LOADTEST_CITIZENS", "200")),
+            rate_limit=int(os.environ.get("SUISHEN_LOADTEST_RATE_LIMIT", "100000")),
+            citizen_tokens_file=os.environ.get("SUISHEN_LOADTEST_CITIZEN_TOKENS") or None,
+        )
+
+
+def _ok(response: requests.Response, expected: int, what: str) -> dict[str, Any]:
+    if response.status_code != expected:
+        raise SetupError(f"{what}: HTTP {response.status_code}: {response.text[:300]}")
+    data: dict[str, Any] = response.json()
+    return data
+
+
+class _Token:
+    """A bearer token renewed by ``fetch`` shortly before it expires."""
+
+    def __init__(self, fetch: Any) -> None:
+        self._fetch = fetch
+        self._lock = threading.Lock()  # gevent-aware once Locust has patched threading
+        self._value = ""
+        self._expires = 0.0
+
+    def header(self) -> dict[str, str]:
+        if time.monotonic() >= self._expires - REFRESH_MARGIN:
+            with self._lock:
+                if time.monotonic() >= self._expires - REFRESH_MARGIN:
+                    value, lifetime = self._fetch()
+                    self._value, self._expires = value, time.monotonic() + lifetime
+        return {"Authorization": f"Bearer {self._value}"}
+
+
+@dataclass
+class Partner:
+    """A registered partner of one scene, with a self-renewing access token."""
+
+    scene: str
+    name: str
+    client_id: str
+    token: _Token
+
+    def auth(self) -> dict[str, str]:
+        return self.token.header()
+
+
+@dataclass
+class Citizen:
+    """A citizen of the pool, with a self-renewing bearer token."""
+
+    sub: str
+    token: _Token
+
+    def auth(self) -> dict[str, str]:
+        return self.token.header()
+
+
+class City:
+    """Partners and citizens registered on one target service."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.session = requests.Session()
+        self.partners: dict[str, Partner] = {}
+        self.citizens: list[Citizen] = []
+
+    # --- setup --------------------------------------------------------------------
+    def setup(self) -> City:
+        cfg = self.config
+        admin = {"Authorization": f"Bearer {cfg.admin_token}"}
+        for scene, attributes in SCENE_ATTRIBUTES.items():
+            name = f"loadtest {scene} {cfg.run_id}"
+            registered = _ok(self.session.post(
+                f"{cfg.host}/v1/admin/partners", headers=admin, timeout=TIMEOUT,
+                json={"name": name, "scenes": [scene], "attributes": attributes,
+                      "rate_limit_per_second": cfg.rate_limit},
+            ), 201, f"register the {scene} partner")
+            client_id, secret = registered["client_id"], registered["client_secret"]
+            self.partners[scene] = Partner(scene, name, client_id,
+                                           _Token(self._partner_fetcher(client_id, secret)))
+        for sub, preset in self._subjects():
+            n = len(self.citizens)
+            _ok(self.session.put(
+                f"{cfg.host}/v1/admin/subjects/{sub}", headers=admin, timeout=TIMEOUT,
+                json={"status": "active", "attributes": {
+                    "name": f"Load Citizen {n}", "reader_id": f"R-{n:06d}",
+                    "transit_account": f"T-{n:08d}", "medical_insurance_id": f"M-{n:010d}",
+                }},
+            ), 200, f"upsert subject {sub}")
+            token = _Token(self._citizen_fetcher(sub, preset))
+            token.header()  # fetch now: setup, not load
+            self.citizens.append(Citizen(sub, token))
+        for partner in self.partners.values():
+            partner.auth()
+        return self
+
+    def _subjects(self) -> list[tuple[str, str | None]]:
+        cfg = self.config
+        if cfg.citizen_tokens_file:
+            pairs: list[tuple[str, str | None]] = []
+            for line in Path(cfg.citizen_tokens_file).read_text().splitlines():
+                if line.strip() and not line.startswith("#"):
+                    sub, token = line.split(None, 1)
+                    pairs.append((sub, token.strip()))
+            if not pairs:
+                raise SetupError(f"no '<sub> <token>' lines in {cfg.citizen_tokens_file}")
+            return pairs
+        return [(f"loadtest-{cfg.run_id}-{i:05d}", None) for i in range(cfg.citizens)]
+
+    def _partner_fetcher(self, client_id: str, secret: str) -> Any:
+        def fetch() -> tuple[str, float]:
+            issued = _ok(self.session.post(
+                f"{self.config.host}/v1/oauth/token", timeout=TIMEOUT,
+                data={"grant_type": "client_credentials", "client_id": client_id,
+                      "client_secret": secret},
+            ), 200, "partner token")
+            return str(issued["access_token"]), float(issued["expires_in"])
+        return fetch
+
+    def _citizen_fetcher(self, sub: str, preset: str | None) -> Any:
+        if preset is not None:
+            return lambda: (preset, float("inf"))
+
+        def fetch() -> tuple[str, float]:
+            issued = _ok(self.session.post(
+                f"{self.config.host}/v1/dev/citizen-token", json={"sub": sub},
+                timeout=TIMEOUT,
+            ), 200, "development citizen token (production posture? use "
+                    "SUISHEN_LOADTEST_CITIZEN_TOKENS)")
+            return str(issued["access_token"]), float(issued["expires_in"])
+        return fetch
+
+    # --- use ----------------------------------------------------------------------
+    def citizen(self) -> Citizen:
+        return random.choice(self.citizens)
+
+    def partner(self, scene: str) -> Partner:
+        return self.partners[scene]
+
+
+_city: City | None = None
+_city_lock = threading.Lock()
+
+
+def get_city(host: str) -> City:
+    """This process's city, set up on first call (thread- and greenlet-safe)."""
+    global _city  # noqa: PLW0603 - one city per load process
+    if _city is None:
+        with _city_lock:
+            if _city is None:
+                _city = City(Config.from_env(host)).setup()
+    return _city
