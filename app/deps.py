@@ -16,8 +16,9 @@ from suishen.app.runtime import Runtime
 MAX_AUTH_HEADER = 8192
 
 
-def get_runtime(request: Request) -> Runtime:
-    """The process's runtime (set by the lifespan)."""
+async def get_runtime(request: Request) -> Runtime:
+    """The process's runtime (set by the lifespan). ``async`` on purpose: FastAPI runs
+    plain ``def`` dependencies in a thread pool, a hop per request."""
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -52,7 +53,7 @@ async def citizen_sub(request: Request, runtime: RuntimeDep) -> str:
 CitizenSub = Annotated[str, Depends(citizen_sub)]
 
 
-def operator(request: Request, runtime: RuntimeDep) -> None:
+async def operator(request: Request, runtime: RuntimeDep) -> None:
     """Require the operators' admin token (constant-time comparison)."""
     token = bearer(request.headers.get("authorization"))
     if not hmac.compare_digest(token.encode(), runtime.admin_token.encode()):

@@ -22,6 +22,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 import suishen
 from suishen.app import problems
@@ -29,6 +30,24 @@ from suishen.app.observability import EdgeMiddleware, Metrics
 from suishen.app.routes import admin, citizen, dev, partner, public
 from suishen.app.runtime import Runtime, build_runtime
 from suishen.app.settings import Settings
+
+
+class SuishenApp(FastAPI):
+    """FastAPI with a fast lane: ``POST /v1/verify`` goes straight to its bare ASGI
+    endpoint (wrapped in the same :class:`EdgeMiddleware`), skipping FastAPI's
+    middleware stack and route matching — about a fifth of a naive endpoint's cost,
+    measured with ``benchmarks/http_bench.py``. Everything else takes the normal path."""
+
+    fast_lane: dict[tuple[str, str], ASGIApp]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            fast = self.fast_lane.get((scope["method"], scope["path"]))
+            if fast is not None:
+                scope["app"] = self
+                await fast(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
@@ -48,7 +67,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         finally:
             await rt.close()
 
-    app = FastAPI(
+    app = SuishenApp(
         title="Suishen code service",
         version=suishen.__version__,
         description="Short-lived signed QR codes for one city code: issue and verify.",
@@ -73,10 +92,12 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    app.add_middleware(
-        EdgeMiddleware,
-        max_body_bytes=settings.max_body_bytes,
-        metrics=metrics,
-        access_log=settings.access_log,
-    )
+    limit, log = settings.max_body_bytes, settings.access_log
+    app.add_middleware(EdgeMiddleware, max_body_bytes=limit, metrics=metrics, access_log=log)
+    app.fast_lane = {
+        ("POST", "/v1/verify"): EdgeMiddleware(
+            partner.verify_asgi, max_body_bytes=limit, metrics=metrics, access_log=log,
+            route="/v1/verify",
+        )
+    }
     return app

@@ -17,6 +17,7 @@ import os
 import secrets
 import sys
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from suishen.app.services.subjects import SubjectService
 from suishen.app.services.verify import VerifyService
 from suishen.app.settings import Settings
 from suishen.app.storage.base import Database, Event, StateBackend
+from suishen.app.storage.memory import MemoryState
 from suishen.errors import BackendUnavailable, ConfigError
 from suishen.keys.kek import KeyEncryptionKey
 
@@ -42,19 +44,46 @@ _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
 class CitizenAuth:
-    """Validates citizens' tokens against every trusted identity provider."""
+    """Validates citizens' tokens against every trusted identity provider.
 
-    def __init__(self, validators: list[CitizenTokenValidator]) -> None:
+    Apps refresh codes every half-minute with the same access token, so a validated
+    token is remembered (bounded, until its ``exp`` and at most ``cache_seconds``):
+    the signature check is then a dictionary lookup. Only successes are cached, and
+    ``exp`` is re-checked on every hit.
+    """
+
+    def __init__(
+        self,
+        validators: list[CitizenTokenValidator],
+        *,
+        cache_size: int = 50_000,
+        cache_seconds: int = 300,
+    ) -> None:
         self._validators = validators
+        self._cache: OrderedDict[str, tuple[str, int]] = OrderedDict()
+        self._cache_size = cache_size
+        self._cache_seconds = cache_seconds
 
     async def validate(self, token: str, *, now: int) -> str:
         """The citizen's ``sub``; :class:`InvalidCitizenToken` when no provider vouches."""
+        hit = self._cache.get(token)
+        if hit is not None:
+            if now < hit[1]:
+                return hit[0]
+            del self._cache[token]
         error: InvalidCitizenToken | None = None
         for validator in self._validators:
             try:
-                return await validator.validate(token, now=now)
+                claims = await validator.validate_claims(token, now=now)
             except InvalidCitizenToken as exc:
                 error = exc
+                continue
+            sub: str = claims["sub"]
+            until = min(int(claims["exp"]), now + self._cache_seconds)
+            self._cache[token] = (sub, until)
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+            return sub
         raise error or InvalidCitizenToken("no identity provider is configured")
 
 
@@ -76,6 +105,7 @@ class Runtime:
     admin_token: str
     dev_idp: DevIdentityProvider | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _local_limits: MemoryState = field(default_factory=MemoryState)
 
     async def start(self) -> None:
         """Subscribe to the change feed and start background work."""
@@ -120,6 +150,20 @@ class Runtime:
             with contextlib.suppress(BackendUnavailable):
                 await self._resync()
 
+    async def rate_limit(self, client_id: str, *, per_second: int, now: float) -> float:
+        """Take one request from a partner's shared budget (0.0, or seconds to wait).
+
+        While the shared state is down, each process limits on its own (fail open to a
+        per-process bucket): a verification is never refused for want of a counter.
+        """
+        try:
+            return await self.state.rate_limit(client_id, per_second=per_second,
+                                               now_ms=int(now * 1000))
+        except BackendUnavailable:
+            self.metrics.backend_errors.labels("state", "rate_limit").inc()
+            return await self._local_limits.rate_limit(client_id, per_second=per_second,
+                                                       now_ms=int(now * 1000))
+
     def now(self) -> float:
         """The clock (one place, so tests and benchmarks see what the service sees)."""
         return time.time()
@@ -158,8 +202,6 @@ def open_state(settings: Settings) -> StateBackend:
             prefix=settings.redis_prefix,
             timeout=settings.redis_timeout_seconds,
         )
-    from suishen.app.storage.memory import MemoryState
-
     return MemoryState()
 
 

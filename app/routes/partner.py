@@ -15,9 +15,9 @@ import msgspec
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Match, Route
-from starlette.types import Scope
+from starlette.types import Receive, Scope, Send
 
-from suishen.app.auth.errors import AuthError, InvalidClient, InvalidPartnerToken
+from suishen.app.auth.errors import InvalidClient, InvalidPartnerToken
 from suishen.app.auth.partner_tokens import parse_basic_credentials
 from suishen.app.deps import bearer
 from suishen.app.observability import request_id_var
@@ -130,12 +130,10 @@ async def authenticate_partner(
     return partner, claims.scopes
 
 
-async def verify_endpoint(request: Request) -> Response:
-    """``POST /v1/verify`` (documented through :class:`VerifyIn` / :class:`VerifyOut`)."""
-    runtime: Runtime = request.app.state.runtime
+async def judge(runtime: Runtime, authorization: str | None, body: bytes) -> Response | bytes:
+    """The verify request itself: JSON bytes of a 200 answer, or a problem response."""
     try:
-        partner, scopes = await authenticate_partner(runtime, request.headers.get("authorization"))
-        body = await request.body()
+        partner, scopes = await authenticate_partner(runtime, authorization)
         try:
             req = _decoder.decode(body)
         except msgspec.ValidationError as exc:
@@ -155,8 +153,7 @@ async def verify_endpoint(request: Request) -> Response:
                               type_="scene-forbidden")
         rate = partner.rate_limit_per_second or runtime.settings.default_rate_limit_per_second
         now = runtime.now()
-        wait = await runtime.state.rate_limit(partner.client_id, per_second=rate,
-                                              now_ms=int(now * 1000))
+        wait = await runtime.rate_limit(partner.client_id, per_second=rate, now=now)
         if wait > 0:
             runtime.metrics.rate_limited.labels(partner.client_id).inc()
             return problem_response(429, "rate limit exceeded", type_="rate-limited",
@@ -170,11 +167,49 @@ async def verify_endpoint(request: Request) -> Response:
             now=now,
             request_id=request_id_var.get(),
         )
-    except (HTTPProblem, AuthError) as exc:
+    except Exception as exc:  # noqa: BLE001 - every failure becomes problem+json here
         return from_exception(exc)
-    except Exception as exc:  # noqa: BLE001 - mapped to problem+json, logged there
-        return from_exception(exc)
-    return Response(_encoder.encode(answer), media_type="application/json")
+    return _encoder.encode(answer)
+
+
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+async def verify_asgi(scope: Scope, receive: Receive, send: Send) -> None:
+    """``POST /v1/verify`` as a bare ASGI endpoint, dispatched before FastAPI's stack
+    (see :class:`suishen.app.main.SuishenApp`); the body-size limit, request id and
+    latency metrics come from the :class:`EdgeMiddleware` that wraps it."""
+    runtime: Runtime = scope["app"].state.runtime
+    authorization = None
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            authorization = value.decode("latin-1")
+            break
+    chunks = []
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    answer = await judge(runtime, authorization, b"".join(chunks))
+    if isinstance(answer, Response):
+        await answer(scope, receive, send)
+        return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [*_JSON_HEADERS, (b"content-length", str(len(answer)).encode())]})
+    await send({"type": "http.response.body", "body": answer})
+
+
+async def verify_endpoint(request: Request) -> Response:
+    """The same endpoint as a Starlette route (reached only if the fast dispatch is not
+    in front, e.g. under another ASGI wrapper)."""
+    answer = await judge(request.app.state.runtime, request.headers.get("authorization"),
+                         await request.body())
+    if isinstance(answer, Response):
+        return answer
+    return Response(answer, media_type="application/json")
 
 
 class FastRoute(Route):

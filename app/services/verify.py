@@ -59,6 +59,7 @@ class VerifyService:
         self._metrics = metrics
         self._skew = skew
         self._local_replay = InMemoryReplay() if fallback_local else None
+        self._counted: dict[tuple[str, str], Any] = {}  # labelled counters, looked up once
 
     async def verify(
         self,
@@ -115,7 +116,11 @@ class VerifyService:
                 body["code_expires_at"] = rfc3339(decision.expires_at or 0)
         body["verified_at"] = rfc3339(now)
 
-        self._metrics.verifications.labels(policy.name, decision.reason.value).inc()
+        label = (policy.name, decision.reason.value)
+        counter = self._counted.get(label)
+        if counter is None:
+            counter = self._counted[label] = self._metrics.verifications.labels(*label)
+        counter.inc()
         self._audit.record(
             AuditRecord(
                 at_ms=int(now * 1000),

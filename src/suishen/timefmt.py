@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
+from datetime import datetime
+from functools import lru_cache
+
+
+@lru_cache(maxsize=4096)
+def _second(sec: int) -> str:
+    # Verify answers format the current second twice per request: memoised, it costs a
+    # dict lookup instead of a strftime.
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
 
 
 def rfc3339(ts: float) -> str:
-    """``2026-11-22T14:00:00Z`` (whole seconds, UTC); milliseconds when ``ts`` has them."""
-    dt = datetime.fromtimestamp(ts, UTC)
-    if isinstance(ts, float) and dt.microsecond:
-        return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    """``2026-11-22T14:00:00Z`` (UTC); with milliseconds when ``ts`` has a fraction."""
+    sec = int(ts // 1)
+    prefix = _second(sec)
+    if isinstance(ts, float) and ts != sec:
+        return f"{prefix}.{int((ts - sec) * 1000):03d}Z"
+    return prefix + "Z"
 
 
 def parse_rfc3339(text: str) -> int:
