@@ -221,8 +221,9 @@ def test_rotate_rejects_a_bad_overlap_and_a_bad_environment(
 ) -> None:
     assert_one_line_error(run("keys", "rotate", "--dir", str(keydir), "--overlap", "-1"), 2)
     monkeypatch.setenv("SUISHEN_CODE_TTL_SECONDS", "soon")
-    assert_one_line_error(run("keys", "rotate", "--dir", str(keydir)), 2,
-                          "SUISHEN_CODE_TTL_SECONDS")
+    assert_one_line_error(
+        run("keys", "rotate", "--dir", str(keydir)), 2, "SUISHEN_CODE_TTL_SECONDS"
+    )
     assert len(listed(run, keydir)) == 1
 
 
@@ -238,8 +239,9 @@ def test_revoke_stops_verification(keydir: Path, run, tmp_path: Path) -> None:
     verdict = run("codes", "verify", "--jwks", str(jwks), code)
     assert verdict.status == 1
     assert verdict.json()["reason"] == "revoked"
-    assert_one_line_error(run("codes", "issue", "--dir", str(keydir), "--sub", HANDLE), 1,
-                          "no active key")
+    assert_one_line_error(
+        run("codes", "issue", "--dir", str(keydir), "--sub", HANDLE), 1, "no active key"
+    )
     # A key set without an active key can be rotated back into service.
     assert run("keys", "rotate", "--dir", str(keydir)).status == 0
     assert [k["status"] for k in listed(run, keydir)] == ["revoked", "active"]
@@ -275,8 +277,7 @@ def test_issue_text_and_verify_valid(keydir: Path, jwks_file: Path, run) -> None
 
 def test_verify_expired_at_a_later_time(keydir: Path, jwks_file: Path, run) -> None:
     code = issue(run, keydir, "--ttl", "5")
-    result = run("codes", "verify", "--jwks", str(jwks_file), "--at", "2099-01-01T00:00:00Z",
-                 code)
+    result = run("codes", "verify", "--jwks", str(jwks_file), "--at", "2099-01-01T00:00:00Z", code)
     assert result.status == 1
     decision = result.json()
     assert decision["valid"] is False and decision["reason"] == "expired"
@@ -293,8 +294,9 @@ def test_verify_garbage_is_malformed(jwks_file: Path, run) -> None:
 
 def test_verify_transit_scene_with_direction(keydir: Path, jwks_file: Path, run) -> None:
     code = issue(run, keydir)
-    result = run("codes", "verify", "--jwks", str(jwks_file), "--scene", "metro",
-                 "--direction", "out", code)
+    result = run(
+        "codes", "verify", "--jwks", str(jwks_file), "--scene", "metro", "--direction", "out", code
+    )
     assert result.status == 0 and result.json()["scene"] == "metro"
 
 
@@ -329,7 +331,8 @@ def test_issue_ttl(keydir: Path, run) -> None:
     claims = run("codes", "inspect", code).json()["claims"]
     assert claims["exp"] - claims["iat"] == 5
     assert_one_line_error(
-        run("codes", "issue", "--dir", str(keydir), "--sub", HANDLE, "--ttl", "1"), 2, "--ttl")
+        run("codes", "issue", "--dir", str(keydir), "--sub", HANDLE, "--ttl", "1"), 2, "--ttl"
+    )
 
 
 @pytest.mark.parametrize(
@@ -357,17 +360,31 @@ def test_issue_png_reads_back_and_verifies(
     from PIL import Image
 
     out = tmp_path / "code.png"
-    result = run("codes", "issue", "--dir", str(keydir), "--sub", HANDLE,
-                 "--format", "png", "--out", str(out))
+    result = run(
+        "codes",
+        "issue",
+        "--dir",
+        str(keydir),
+        "--sub",
+        HANDLE,
+        "--format",
+        "png",
+        "--out",
+        str(out),
+    )
     assert result.status == 0
     png = out.read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
-    (barcode,) = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
+    (barcode,) = zxingcpp.read_barcodes(
+        Image.open(io.BytesIO(png)), formats=zxingcpp.BarcodeFormat.QRCode
+    )
     assert barcode.text.startswith("SC1:")
     verdict = run("codes", "verify", "--jwks", str(jwks_file), barcode.text)
     assert verdict.status == 0
-    assert run("codes", "inspect", barcode.text, "--dir", str(keydir)).json()[
-        "subject_handle"] == HANDLE
+    assert (
+        run("codes", "inspect", barcode.text, "--dir", str(keydir)).json()["subject_handle"]
+        == HANDLE
+    )
 
 
 def test_issue_svg_to_stdout_when_not_a_terminal(keydir: Path, run) -> None:
@@ -377,9 +394,7 @@ def test_issue_svg_to_stdout_when_not_a_terminal(keydir: Path, run) -> None:
     assert result.out.startswith("<?xml") and "<svg" in result.out
 
 
-def test_issue_image_refuses_a_terminal(
-    keydir: Path, run, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_issue_image_refuses_a_terminal(keydir: Path, run, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     result = run("codes", "issue", "--dir", str(keydir), "--sub", HANDLE, "--format", "png")
     assert_one_line_error(result, 2, "terminal")
@@ -394,11 +409,18 @@ def test_inspect_without_dir_shows_header_and_blinded_claims(keydir: Path, run) 
     body = result.json()
     assert body["verified"] is False
     assert "subject_handle" not in body
-    assert body["header"] == {"alg": "ES256", "alg_cose": -7,
-                              "kid": listed(run, keydir)[0]["kid"]}
+    assert body["header"] == {"alg": "ES256", "alg_cose": -7, "kid": listed(run, keydir)[0]["kid"]}
     claims = body["claims"]
-    assert set(claims) == {"sub", "exp", "exp_rfc3339", "iat", "iat_rfc3339", "cti", "kind",
-                           "kind_name"}
+    assert set(claims) == {
+        "sub",
+        "exp",
+        "exp_rfc3339",
+        "iat",
+        "iat_rfc3339",
+        "cti",
+        "kind",
+        "kind_name",
+    }
     assert len(bytes.fromhex(claims["sub"])) == sc1.HANDLE_BYTES
     assert claims["sub"] != HANDLE  # blinded per code
     assert parse_rfc3339(claims["exp_rfc3339"]) == claims["exp"]
@@ -453,20 +475,24 @@ def test_wrong_kek_is_one_line(tmp_path: Path, run, monkeypatch: pytest.MonkeyPa
 
 def test_wrong_kek_in_the_kek_file(keydir: Path, run) -> None:
     (keydir / "kek").write_text(KEK_B + "\n")
-    assert_one_line_error(run("keys", "rotate", "--dir", str(keydir)), 1,
-                          "wrong key-encryption key", str(keydir / "kek"))
+    assert_one_line_error(
+        run("keys", "rotate", "--dir", str(keydir)),
+        1,
+        "wrong key-encryption key",
+        str(keydir / "kek"),
+    )
 
 
 def test_invalid_kek(keydir: Path, run, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(KEK_ENV, "c2hvcnQ")
-    assert_one_line_error(run("codes", "issue", "--dir", str(keydir), "--sub", HANDLE), 1,
-                          KEK_ENV, "32 bytes")
+    assert_one_line_error(
+        run("codes", "issue", "--dir", str(keydir), "--sub", HANDLE), 1, KEK_ENV, "32 bytes"
+    )
 
 
 def test_missing_kek(keydir: Path, run) -> None:
     (keydir / "kek").unlink()
-    assert_one_line_error(run("codes", "issue", "--dir", str(keydir), "--sub", HANDLE), 1,
-                          KEK_ENV)
+    assert_one_line_error(run("codes", "issue", "--dir", str(keydir), "--sub", HANDLE), 1, KEK_ENV)
     assert run("keys", "list", "--dir", str(keydir)).status == 0  # public: needs no KEK
 
 
@@ -538,8 +564,12 @@ def test_keyset_written_by_the_cli_is_a_key_store(keydir: Path) -> None:
 def _script(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("SUISHEN_")}
     return subprocess.run(
-        [str(SUISHEN_SCRIPT), *args], capture_output=True, text=True, timeout=60,
-        env={**base, **(env or {})}, check=False,
+        [str(SUISHEN_SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**base, **(env or {})},
+        check=False,
     )
 
 
@@ -576,6 +606,7 @@ def test_cli_import_does_not_load_the_web_stack() -> None:
         "heavy = [m for m in ('fastapi', 'starlette', 'uvicorn', 'pydantic', 'qrcode', 'PIL') "
         "if m in sys.modules]; print(heavy)"
     )
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                            timeout=60, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
     assert result.stdout.strip() == "[]"

@@ -152,10 +152,23 @@ class AuditRepository(Protocol):
 class Database(Protocol):
     """The durable backend: one object holding the repositories."""
 
-    subjects: SubjectRepository
-    partners: PartnerRepository
-    keysets: KeySetRepository
-    audit: AuditRepository
+    # Read-only members (properties), so that an implementation may hold its own
+    # repository classes: a plain annotated attribute would be invariant for mypy.
+    @property
+    def subjects(self) -> SubjectRepository:
+        """Citizens."""
+
+    @property
+    def partners(self) -> PartnerRepository:
+        """Partners."""
+
+    @property
+    def keysets(self) -> KeySetRepository:
+        """Key sets."""
+
+    @property
+    def audit(self) -> AuditRepository:
+        """Audit records."""
 
     async def migrate(self) -> list[str]:
         """Apply pending schema migrations (idempotent, safe to run concurrently);

@@ -9,11 +9,14 @@ fine for one process: replay entries live no longer than a code does.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import OrderedDict
 
 from suishen.app.storage.base import Event, EventHandler
 from suishen.verifiers.memory import InMemoryReplay
+
+log = logging.getLogger(__name__)
 
 
 class MemoryState:
@@ -32,21 +35,31 @@ class MemoryState:
 
     async def rate_limit(self, partner_id: str, *, per_second: int, now_ms: int) -> float:
         # Token bucket: capacity = one second's worth, refilled continuously.
-        now = now_ms / 1000
-        tokens, last = self._buckets.get(partner_id, (float(per_second), now))
-        tokens = min(float(per_second), tokens + (now - last) * per_second)
-        if tokens >= 1.0:
-            self._buckets[partner_id] = (tokens - 1.0, now)
+        # Elapsed time is taken in integer milliseconds: seconds since the epoch as floats
+        # lose the digits a 100 ms refill needs.
+        tokens, last_ms = self._buckets.get(partner_id, (float(per_second), float(now_ms)))
+        elapsed_ms = max(0.0, now_ms - last_ms)
+        tokens = min(float(per_second), tokens + elapsed_ms * per_second / 1000)
+        # Refills are float sums: allow a hair of rounding, or the request that arrives
+        # exactly when a token is due would be refused.
+        if tokens >= 1.0 - 1e-9:
+            self._buckets[partner_id] = (max(0.0, tokens - 1.0), float(now_ms))
             return 0.0
-        self._buckets[partner_id] = (tokens, now)
+        self._buckets[partner_id] = (tokens, float(now_ms))
         return (1.0 - tokens) / per_second
 
     def subscribe(self, handler: EventHandler) -> None:
         self._handler = handler
 
     async def publish(self, event: Event) -> None:
-        if self._handler is not None:
+        if self._handler is None:
+            return
+        try:
             await self._handler(event)
+        except Exception:
+            # As with a shared feed, a handler's failure is the subscriber's problem, not
+            # the publisher's (who has already written the database).
+            log.exception("change feed handler failed on a %r event", event.kind)
 
     async def cache_get(self, key: str) -> bytes | None:
         hit = self._cache.get(key)

@@ -22,6 +22,7 @@ from suishen.app.storage.base import (
     AuditRecord,
     HandleTaken,
     Partner,
+    PartnerExists,
     Subject,
 )
 from suishen.errors import BackendUnavailable, StorageError
@@ -72,11 +73,16 @@ class SQLiteDatabase:
 
     async def _apply(self, name: str, sql: str) -> bool:
         conn = self._conn
-        async with conn.execute("SELECT 1 FROM schema_migrations WHERE name = ?", (name,)) as cur:
-            if await cur.fetchone():
-                return False
+        # Check inside the write transaction: another process (or connection) may apply
+        # the same migration between a check made outside it and our BEGIN.
         await conn.execute("BEGIN IMMEDIATE")
         try:
+            async with conn.execute(
+                "SELECT 1 FROM schema_migrations WHERE name = ?", (name,)
+            ) as cur:
+                if await cur.fetchone():
+                    await conn.execute("COMMIT")
+                    return False
             for statement in _statements(sql):
                 await conn.execute(statement)
             await conn.execute(
@@ -121,6 +127,13 @@ def _subject(row: Any) -> Subject:
 _SUBJECT_COLUMNS = "sub, handle, status, attributes, created_at, updated_at"
 
 
+def _integrity(exc: sqlite3.IntegrityError) -> StorageError:
+    """Only a clash on the handle is :class:`HandleTaken` (a bad status is not)."""
+    if "subjects.handle" in str(exc):
+        return HandleTaken("subject handle already in use")
+    return StorageError(f"subject refused by the database: {exc}")
+
+
 class _Subjects:
     def __init__(self, conn: aiosqlite.Connection, lock: asyncio.Lock) -> None:
         self._conn = conn
@@ -148,8 +161,8 @@ class _Subjects:
                     "updated_at) VALUES (?, ?, 'active', '{}', ?, ?) ON CONFLICT (sub) DO NOTHING",
                     (sub, handle, now, now),
                 )
-        except sqlite3.IntegrityError:
-            raise HandleTaken("subject handle already in use") from None
+        except sqlite3.IntegrityError as exc:
+            raise _integrity(exc) from None
         subject = await self.get(sub)
         if subject is None:  # pragma: no cover - row just written
             raise StorageError("subject vanished after enrolment")
@@ -174,8 +187,8 @@ class _Subjects:
                     "updated_at = excluded.updated_at",
                     (sub, handle, status, attrs, now, now),
                 )
-        except sqlite3.IntegrityError:
-            raise HandleTaken("subject handle already in use") from None
+        except sqlite3.IntegrityError as exc:
+            raise _integrity(exc) from None
         subject = await self.get(sub)
         if subject is None:  # pragma: no cover
             raise StorageError("subject vanished after upsert")
@@ -194,8 +207,13 @@ class _Partners:
         self._lock = lock
 
     async def create(self, partner: Partner) -> None:
-        async with self._lock:
-            await self._insert_partner(partner)
+        try:
+            async with self._lock:
+                await self._insert_partner(partner)
+        except sqlite3.IntegrityError as exc:
+            if "partners.client_id" in str(exc):
+                raise PartnerExists("a partner with this client id exists") from None
+            raise StorageError(f"partner refused by the database: {exc}") from None
 
     async def _insert_partner(self, partner: Partner) -> None:
         await self._conn.execute(
@@ -296,6 +314,9 @@ class _Audit:
                     rows,
                 )
                 await self._conn.execute("COMMIT")
+            except sqlite3.IntegrityError as exc:
+                await self._conn.execute("ROLLBACK")
+                raise StorageError(f"audit batch refused by the database: {exc}") from None
             except BaseException:
                 await self._conn.execute("ROLLBACK")
                 raise

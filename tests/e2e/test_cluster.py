@@ -1,0 +1,148 @@
+"""Several real ``suishen serve`` processes sharing PostgreSQL and Redis (the production
+backends): single use across processes, and changes made through one process enforced
+by the other."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Iterator
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.contract.conftest import DATABASE_URL, REDIS_URL, run_in_thread
+from tests.e2e.harness import Server
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Server]]:
+    schema = f"suishen_e2e_{secrets.token_hex(4)}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(DATABASE_URL, timeout=5)
+        try:
+            await conn.execute(f'CREATE SCHEMA "{schema}"')
+        finally:
+            await conn.close()
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(DATABASE_URL, timeout=5)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+    try:
+        run_in_thread(create)
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {DATABASE_URL}: {exc}", pytrace=False)
+    sep = "&" if "?" in DATABASE_URL else "?"
+    env = {
+        # asyncpg passes unknown DSN parameters to the server as settings.
+        "SUISHEN_DATABASE_URL": f"{DATABASE_URL}{sep}search_path={schema}",
+        "SUISHEN_REDIS_URL": REDIS_URL,
+        "SUISHEN_REDIS_PREFIX": f"e2e-{schema}",
+        "SUISHEN_KEY_REFRESH_SECONDS": "60",  # prove the change feed, not the safety net
+    }
+    base = tmp_path_factory.mktemp("cluster")
+    a = Server(base / "a", **env)
+    b = Server(base / "b", **env)
+    (base / "a").mkdir()
+    (base / "b").mkdir()
+    try:
+        a.start()
+        b.start()
+        yield a, b
+    finally:
+        a.stop()
+        b.stop()
+        run_in_thread(drop)
+
+
+def _eventually(check: object, timeout: float) -> float:
+    start = time.monotonic()
+    while True:
+        if check():  # type: ignore[operator]
+            return time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"not within {timeout} s")
+        time.sleep(0.02)
+
+
+def test_partner_registered_on_one_gets_tokens_from_the_other(
+    cluster: tuple[Server, Server],
+) -> None:
+    a, b = cluster
+    partner = a.register_partner(["library"])
+    headers = b.partner_headers(partner)
+    code = httpx.post(b.url + "/v1/codes", headers=b.citizen("c-partner")).json()["code"]
+    r = httpx.post(a.url + "/v1/verify", headers=headers, json={"code": code, "scene": "library"})
+    assert r.json()["valid"] is True
+
+
+def test_one_metro_code_200_times_across_two_processes(cluster: tuple[Server, Server]) -> None:
+    a, b = cluster
+    gate = a.register_partner(["metro"], rate_limit_per_second=100_000)
+    headers = a.partner_headers(gate)
+    code = httpx.post(a.url + "/v1/codes", headers=a.citizen("c-race")).json()["code"]
+    body = {"code": code, "scene": "metro", "direction": "in", "checkpoint": "G"}
+
+    async def storm() -> list[dict[str, object]]:
+        limits = httpx.Limits(max_connections=50)
+        async with httpx.AsyncClient(limits=limits, timeout=10) as client:
+            answers = await asyncio.gather(*(
+                client.post((a if i % 2 else b).url + "/v1/verify", headers=headers, json=body)
+                for i in range(200)
+            ))
+        return [r.json() for r in answers]
+
+    results = asyncio.run(storm())
+    assert sum(1 for r in results if r["valid"]) == 1
+    assert {r["reason"] for r in results if not r["valid"]} == {"replayed"}
+
+
+def test_suspension_through_one_enforced_by_the_other_within_a_second(
+    cluster: tuple[Server, Server],
+) -> None:
+    a, b = cluster
+    library = a.register_partner(["library"])
+    headers = b.partner_headers(library)
+    code = httpx.post(a.url + "/v1/codes", headers=a.citizen("c-susp")).json()["code"]
+    body = {"code": code, "scene": "library"}
+    assert httpx.post(b.url + "/v1/verify", headers=headers, json=body).json()["valid"] is True
+    r = httpx.put(a.url + "/v1/admin/subjects/c-susp", headers=a.admin,
+                  json={"status": "suspended", "attributes": {}})
+    assert r.status_code == 200
+    took = _eventually(lambda: httpx.post(b.url + "/v1/verify", headers=headers,
+                                          json=body).json()["reason"] == "revoked", 1.0)
+    assert took < 1.0
+    assert httpx.post(b.url + "/v1/codes", headers=b.citizen("c-susp")).status_code == 403
+
+
+def test_key_rotation_through_one_published_by_the_other(cluster: tuple[Server, Server]) -> None:
+    a, b = cluster
+    before = {k["kid"] for k in httpx.get(b.url + "/v1/keys").json()["keys"]
+              if k["status"] == "active"}
+    r = httpx.post(a.url + "/v1/admin/keys/rotate", headers=a.admin)
+    assert r.status_code == 200
+    new_kid = r.json()["active"]
+    assert new_kid not in before
+
+    def published() -> bool:
+        keys = httpx.get(b.url + "/v1/keys").json()["keys"]
+        return any(k["kid"] == new_kid and k["status"] == "active" for k in keys)
+
+    assert _eventually(published, 3.0) < 3.0
+    code = httpx.post(b.url + "/v1/codes", headers=b.citizen("c-rot")).json()
+    assert code["kid"] == new_kid
+
+
+def test_cluster_is_ready(cluster: tuple[Server, Server]) -> None:
+    for srv in cluster:
+        r = httpx.get(srv.url + "/readyz")
+        assert r.json() == {"status": "ready", "checks": {"database": "ok", "state": "ok"}}
