@@ -77,6 +77,31 @@ class AuditRecord:
     kid: str | None
     request_id: str | None = None
 
+    def as_row(self) -> tuple[Any, ...]:
+        """The values in :data:`AUDIT_COLUMNS` order (what backends insert)."""
+        return (
+            self.at_ms, self.partner_id, self.partner_name, self.scene, self.checkpoint,
+            self.direction, self.reason, self.subject_handle, self.kid, self.request_id,
+        )
+
+    @classmethod
+    def from_row(cls, values: Sequence[Any]) -> AuditRecord:
+        """Inverse of :meth:`as_row` (drivers may return the handle as a memoryview)."""
+        at_ms, partner_id, partner_name, scene, checkpoint, direction, reason, handle, kid, rid = (
+            values
+        )
+        return cls(
+            at_ms, partner_id, partner_name, scene, checkpoint, direction, reason,
+            None if handle is None else bytes(handle), kid, rid,
+        )
+
+
+# The audit table's columns, in AuditRecord.as_row order, for both SQL backends.
+AUDIT_COLUMNS = (
+    "at_ms, partner_id, partner_name, scene, checkpoint, direction, reason, subject_handle, "
+    "kid, request_id"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class AuditEntry:

@@ -37,6 +37,7 @@ import asyncpg
 
 from suishen.app.storage import migrations
 from suishen.app.storage.base import (
+    AUDIT_COLUMNS,
     AuditEntry,
     AuditRecord,
     HandleTaken,
@@ -508,10 +509,6 @@ class _KeySets:
         return str(status).rsplit(" ", 1)[-1] == "1"
 
 
-_AUDIT_COLUMNS = (
-    "at_ms, partner_id, partner_name, scene, checkpoint, direction, reason, subject_handle, "
-    "kid, request_id"
-)
 
 
 class _Audit:
@@ -521,18 +518,12 @@ class _Audit:
     async def append(self, records: Sequence[AuditRecord]) -> None:
         if not records:
             return
-        rows = [
-            (
-                r.at_ms, r.partner_id, r.partner_name, r.scene, r.checkpoint, r.direction,
-                r.reason, r.subject_handle, r.kid, r.request_id,
-            )
-            for r in records
-        ]
+        rows = [r.as_row() for r in records]
 
         async def op(conn: Any) -> None:
             async with conn.transaction():
                 await conn.executemany(
-                    f"INSERT INTO audit ({_AUDIT_COLUMNS}) "  # noqa: S608 - fixed columns
+                    f"INSERT INTO audit ({AUDIT_COLUMNS}) "  # noqa: S608 - fixed columns
                     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                     rows,
                 )
@@ -544,13 +535,13 @@ class _Audit:
     ) -> list[AuditEntry]:
         if before_id is None:
             sql = (
-                f"SELECT id, {_AUDIT_COLUMNS} FROM audit WHERE subject_handle = $1 "  # noqa: S608
+                f"SELECT id, {AUDIT_COLUMNS} FROM audit WHERE subject_handle = $1 "  # noqa: S608
                 "ORDER BY id DESC LIMIT $2"
             )
             args: tuple[object, ...] = (handle, limit)
         else:
             sql = (
-                f"SELECT id, {_AUDIT_COLUMNS} FROM audit "  # noqa: S608
+                f"SELECT id, {AUDIT_COLUMNS} FROM audit "  # noqa: S608
                 "WHERE subject_handle = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
             )
             args = (handle, before_id, limit)
@@ -558,20 +549,7 @@ class _Audit:
         return [
             AuditEntry(
                 id=row["id"],
-                record=AuditRecord(
-                    at_ms=row["at_ms"],
-                    partner_id=row["partner_id"],
-                    partner_name=row["partner_name"],
-                    scene=row["scene"],
-                    checkpoint=row["checkpoint"],
-                    direction=row["direction"],
-                    reason=row["reason"],
-                    subject_handle=None
-                    if row["subject_handle"] is None
-                    else bytes(row["subject_handle"]),
-                    kid=row["kid"],
-                    request_id=row["request_id"],
-                ),
+                record=AuditRecord.from_row(tuple(row)[1:]),
             )
             for row in rows
         ]

@@ -18,6 +18,7 @@ import aiosqlite
 
 from suishen.app.storage import migrations
 from suishen.app.storage.base import (
+    AUDIT_COLUMNS,
     AuditEntry,
     AuditRecord,
     HandleTaken,
@@ -285,10 +286,6 @@ class _KeySets:
         return cur.rowcount == 1
 
 
-_AUDIT_COLUMNS = (
-    "at_ms, partner_id, partner_name, scene, checkpoint, direction, reason, subject_handle, "
-    "kid, request_id"
-)
 
 
 class _Audit:
@@ -299,18 +296,12 @@ class _Audit:
     async def append(self, records: Sequence[AuditRecord]) -> None:
         if not records:
             return
-        rows = [
-            (
-                r.at_ms, r.partner_id, r.partner_name, r.scene, r.checkpoint, r.direction,
-                r.reason, r.subject_handle, r.kid, r.request_id,
-            )
-            for r in records
-        ]
+        rows = [r.as_row() for r in records]
         async with self._lock:
             await self._conn.execute("BEGIN")
             try:
                 await self._conn.executemany(
-                    f"INSERT INTO audit ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+                    f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
                     rows,
                 )
                 await self._conn.execute("COMMIT")
@@ -324,7 +315,7 @@ class _Audit:
     async def for_subject(
         self, handle: bytes, *, limit: int, before_id: int | None = None
     ) -> list[AuditEntry]:
-        sql = f"SELECT id, {_AUDIT_COLUMNS} FROM audit WHERE subject_handle = ?"  # noqa: S608
+        sql = f"SELECT id, {AUDIT_COLUMNS} FROM audit WHERE subject_handle = ?"  # noqa: S608
         args: list[object] = [handle]
         if before_id is not None:
             sql += " AND id < ?"
@@ -336,12 +327,7 @@ class _Audit:
         return [
             AuditEntry(
                 id=row[0],
-                record=AuditRecord(
-                    at_ms=row[1], partner_id=row[2], partner_name=row[3], scene=row[4],
-                    checkpoint=row[5], direction=row[6], reason=row[7],
-                    subject_handle=None if row[8] is None else bytes(row[8]),
-                    kid=row[9], request_id=row[10],
-                ),
+                record=AuditRecord.from_row(row[1:]),
             )
             for row in rows
         ]
