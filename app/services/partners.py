@@ -3,16 +3,12 @@ in-memory directory for the verify hot path (invalidated by ``partner`` events).
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Sequence
 
 from suishen.app.auth.errors import InvalidClient
 from suishen.app.auth.partner_tokens import hash_secret, new_client_credentials, verify_secret
 from suishen.app.storage.base import Database, Event, Partner, StateBackend
-from suishen.errors import BackendUnavailable
-
-log = logging.getLogger("suishen.partners")
 
 
 class PartnerService:
@@ -74,10 +70,3 @@ class PartnerService:
         client_id = event.data.get("client_id")
         if isinstance(client_id, str):
             self._known.pop(client_id, None)
-
-    async def announce(self, client_id: str) -> None:
-        """Tell every process a partner changed."""
-        try:
-            await self._state.publish(Event("partner", {"client_id": client_id}))
-        except BackendUnavailable:
-            log.warning("partner change not announced: state backend unavailable")
