@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
-from suishen.errors import BackendUnavailable
+from suishen.errors import BackendUnavailable, StorageError
 
 __all__ = [
     "FastRedis",
@@ -46,7 +46,7 @@ __all__ = [
 Arg = bytes | str | int | float
 
 
-class ReplyError(Exception):
+class ReplyError(StorageError):
     """Redis answered with an error reply (``-ERR ...``, ``-WRONGTYPE ...``)."""
 
 
@@ -54,7 +54,7 @@ class NoScriptError(ReplyError):
     """``-NOSCRIPT``: EVALSHA for a script the server does not know (load it)."""
 
 
-class ProtocolError(Exception):
+class ProtocolError(StorageError):
     """The server sent something that is not RESP2 (the connection is dropped)."""
 
 
