@@ -10,7 +10,7 @@ import os
 import pytest
 
 from suishen.codecs import cose, sc1
-from suishen.errors import UnknownScene, WrongKeyEncryptionKey
+from suishen.errors import UnknownScene, VerificationError, WrongKeyEncryptionKey
 from suishen.keys.algorithms import Alg
 from suishen.keys.blinding import blind, unblind
 from suishen.keys.issuer import Issuer
@@ -379,3 +379,14 @@ def test_decision_rejected_drops_the_replay_key(code: str, ring: KeyRing, t0: in
     rejected = decision.rejected(Reason.REPLAYED)
     assert not rejected.valid and rejected.replay_key is None
     assert rejected.subject_handle == decision.subject_handle
+
+
+@pytest.mark.parametrize("direction", ["IN", "in ", "sideways", ""])
+def test_stateful_verifier_refuses_unknown_directions(
+    keyset: KeySet, kek: KeyEncryptionKey, issuer: Issuer, t0: int, direction: str
+) -> None:
+    verifier = Verifier(keyset.keyring(kek))
+    code = issuer.issue_personal(b"\x07" * 10, now=t0, ttl=60).text
+    with pytest.raises(VerificationError):
+        verifier.verify(code, scene="metro", now=t0, direction=direction)
+    assert verifier.verify(code, scene="metro", now=t0, direction="in").valid

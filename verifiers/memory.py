@@ -9,9 +9,11 @@ import threading
 from collections.abc import Iterable
 from typing import Protocol
 
+from suishen.errors import VerificationError
 from suishen.keys.keyring import KeyRing
 from suishen.verifiers.core import DEFAULT_SKEW, NO_REVOCATIONS, Decision, RevocationView, verify
-from suishen.verifiers.policy import scene
+from suishen.verifiers.policy import DIRECTIONS
+from suishen.verifiers.policy import scene as scene_policy
 from suishen.verifiers.reasons import Reason
 
 
@@ -113,10 +115,14 @@ class Verifier:
     ) -> Decision:
         """Verify ``code`` presented in ``scene`` at ``now`` (seconds since the epoch).
 
-        Raises :class:`suishen.errors.UnknownScene` for a scene without a policy; every
-        judgement about the code itself is a :class:`Decision`.
+        Raises :class:`suishen.errors.UnknownScene` for a scene without a policy and
+        :class:`suishen.errors.VerificationError` for a direction other than ``in`` or
+        ``out``; every judgement about the code itself is a :class:`Decision`.
         """
-        policy = _scene(scene)
+        policy = scene_policy(scene)
+        if direction is not None and direction not in DIRECTIONS:
+            # Each spelling would get a single-use slot of its own ("IN", "in ").
+            raise VerificationError(f"direction must be one of {DIRECTIONS}, not {direction!r}")
         decision = verify(
             code,
             keys=self.keys,
@@ -134,5 +140,3 @@ class Verifier:
             return decision.rejected(Reason.REPLAYED)
         return decision
 
-
-_scene = scene

@@ -72,6 +72,8 @@ class ScenePolicy:
     """A scene: its rule, and whether a code is consumed on first acceptance.
 
     ``transit`` scenes take a direction (``in``/``out``); a missing one counts as ``in``.
+    ``attributes`` names what the scene typically needs, as guidance for registering
+    partners; what a partner actually sees is its registration ∩ the citizen's attributes.
     """
 
     name: str
