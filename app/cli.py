@@ -154,8 +154,8 @@ def _add_serve(groups: Any) -> None:
         "SUISHEN_ENV=production refuses to start without its settings.")
     parser.add_argument("--host", help="listen address (default: SUISHEN_HOST, 127.0.0.1)")
     parser.add_argument("--port", type=_port, help="listen port (default: SUISHEN_PORT, 8000)")
-    parser.add_argument("--workers", type=_port,
-                        help="worker processes (default: SUISHEN_WORKERS, 1)")
+    parser.add_argument("--workers", type=_workers,
+                        help="worker processes, 1 to 64 (default: SUISHEN_WORKERS, 1)")
     parser.set_defaults(handler=_serve)
 
 
@@ -163,6 +163,13 @@ def _port(text: str) -> int:
     value = _non_negative_int(text)
     if not 1 <= value <= 65535:
         raise argparse.ArgumentTypeError("must be between 1 and 65535")
+    return value
+
+
+def _workers(text: str) -> int:
+    value = _non_negative_int(text)
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError("must be between 1 and 64")
     return value
 
 
