@@ -1,5 +1,6 @@
-"""The COSE working group's published examples (github.com/cose-wg/Examples), read from
-the shared vectors folder beside this repository (``../shared/vectors/cose-wg``).
+"""The COSE working group's published examples (github.com/cose-wg/Examples at 53c9d63),
+copied into this repository with their licence (``tests/vectors/cose-wg``, see its
+``SOURCE.md``) so that a fresh clone tests itself.
 
 Every JSON file there is listed in :data:`MANIFEST` with what it is and what must
 happen, and :func:`test_every_vector_file_is_covered` fails when a file is added or
@@ -35,8 +36,7 @@ from suishen.codecs import cbor, cose
 from suishen.errors import CodecError
 from suishen.keys.algorithms import Alg, PublicKey, UnsupportedAlgorithm, b64u
 
-SHARED_VECTORS = Path(__file__).resolve().parents[1].parent / "shared" / "vectors"
-COSE_WG = SHARED_VECTORS / "cose-wg"
+COSE_WG = Path(__file__).resolve().parent / "vectors" / "cose-wg"
 
 
 @dataclass(frozen=True)
@@ -98,10 +98,7 @@ COSE_ALGS = {"ES256": -7, "ES384": -35, "ES512": -36, "EdDSA": -8}
 
 def load(name: str) -> dict[str, Any]:
     if not COSE_WG.is_dir():
-        pytest.fail(
-            f"shared test vectors not found at {COSE_WG}: CI must clone the shared "
-            "repository beside main (../shared); these tests are never skipped"
-        )
+        pytest.fail(f"COSE WG vectors not found at {COSE_WG}; these tests are never skipped")
     path = COSE_WG / name
     assert path.is_file(), f"vector file {path} is missing"
     data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
@@ -145,15 +142,13 @@ def assert_refused(
 
 
 # --- coverage -----------------------------------------------------------------------------
-def test_shared_vectors_folder_is_present() -> None:
-    assert COSE_WG.is_dir(), (
-        f"shared test vectors not found at {COSE_WG}: CI must clone the shared repository "
-        "beside main (../shared)"
-    )
+def test_vectors_folder_is_present() -> None:
+    assert COSE_WG.is_dir(), f"COSE WG vectors not found at {COSE_WG}"
+    assert (COSE_WG / "LICENSE").is_file(), "the vectors travel with their licence"
 
 
 def test_every_vector_file_is_covered() -> None:
-    assert COSE_WG.is_dir(), f"shared test vectors not found at {COSE_WG}"
+    assert COSE_WG.is_dir(), f"COSE WG vectors not found at {COSE_WG}"
     found = {p.relative_to(COSE_WG).as_posix() for p in COSE_WG.rglob("*.json")}
     assert found == set(MANIFEST), {
         "files without a manifest entry": sorted(found - set(MANIFEST)),
