@@ -31,6 +31,7 @@ from suishen.app.routes import admin, citizen, dev, partner, public
 from suishen.app.runtime import Runtime, build_runtime
 from suishen.app.schemas import verify_openapi
 from suishen.app.settings import Settings
+from suishen.verifiers.policy import SCENES
 
 
 class _FastRouteInfo:
@@ -138,6 +139,80 @@ def _add_verify(doc: dict[str, Any]) -> None:
     }}
 
 
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "RFC 9457 problem details",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"}, "title": {"type": "string"},
+        "status": {"type": "integer"}, "detail": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object"}},
+    },
+}
+_ANSWERS = {
+    "401": "missing or invalid credentials", "403": "not allowed for this caller",
+    "404": "no such resource", "413": "body too large", "422": "invalid request",
+    "429": "too many requests (see Retry-After)", "503": "a backend is unavailable; retry",
+}
+_SECURITY = {"citizens": "citizenBearer", "operators": "operatorBearer"}
+
+
+def _document_security_and_problems(doc: dict[str, Any]) -> None:
+    """Security schemes, per-operation security, and problem+json error answers."""
+    components = doc.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    schemas["Problem"] = PROBLEM_SCHEMA
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    scopes = {f"verify:{scene}": f"verify codes in scene {scene}" for scene in SCENES}
+    components["securitySchemes"] = {
+        "citizenBearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                          "description": "the identity provider's citizen access token"},
+        "operatorBearer": {"type": "http", "scheme": "bearer",
+                           "description": "the operators' admin token"},
+        "partnerOAuth": {"type": "oauth2", "flows": {"clientCredentials": {
+            "tokenUrl": "/v1/oauth/token", "scopes": scopes}}},
+    }
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, item in doc.get("paths", {}).items():
+        for op in item.values():
+            tags = op.get("tags", [])
+            statuses: set[str] = {"503"}
+            if "citizens" in tags or "operators" in tags:
+                op["security"] = [{_SECURITY["citizens" if "citizens" in tags else "operators"]:
+                                   []}]
+                statuses |= {"401", "422"}
+            if "operators" in tags:
+                statuses.add("429")
+            if path == "/v1/verify":
+                op["security"] = [{"partnerOAuth": []}]
+                statuses |= {"401", "403", "413", "415", "422", "429"}
+            if "requestBody" in op:
+                statuses |= {"413", "422"}
+            if path == "/v1/oauth/token":  # RFC 6749 §5.2 errors, not problem+json
+                oauth = {"application/json": {"schema": {
+                    "type": "object", "required": ["error"],
+                    "properties": {"error": {"type": "string"},
+                                   "error_description": {"type": "string"}}}}}
+                for status, text in (("400", "invalid request"), ("401", "invalid client"),
+                                     ("429", "too many failed authentications")):
+                    op.setdefault("responses", {})[status] = {"description": text,
+                                                              "content": oauth}
+            if path == "/v1/codes":
+                statuses.add("403")
+            if "{" in path:
+                statuses |= {"404", "422"}
+            if "parameters" in op:
+                statuses.add("422")
+            responses = op.setdefault("responses", {})
+            for status in sorted(statuses):
+                if status == "422" or status not in responses:
+                    responses[status] = {"description": _ANSWERS.get(status, "error"),
+                                         "content": problem}
+                elif "content" not in responses[status]:
+                    responses[status]["content"] = problem
+
+
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
     """Build the application. ``runtime`` lets tests inject a prepared one."""
     settings = settings or (runtime.settings if runtime else Settings())
@@ -176,6 +251,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                 routes=app.routes,
             )
             _add_verify(doc)
+            _document_security_and_problems(doc)
             app.openapi_schema = doc
         return app.openapi_schema
 
