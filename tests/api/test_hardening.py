@@ -252,3 +252,28 @@ async def test_oauth_token_failures_are_throttled_per_client(api: Api) -> None:
     assert statuses[:10] == [401] * 10
     assert statuses[10:] == [429, 429]
     assert int(r.headers["retry-after"]) >= 1
+
+
+async def test_openapi_declares_security_and_problem_errors(api: Api) -> None:
+    """Issue 7 item 8 / issue 8 item 9: security schemes, per-operation security, and
+    problem+json (not HTTPValidationError) for every documented error answer."""
+    spec = (await api.client.get("/openapi.json")).json()
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["citizenBearer"]["scheme"] == "bearer"
+    assert schemes["operatorBearer"]["scheme"] == "bearer"
+    flow = schemes["partnerOAuth"]["flows"]["clientCredentials"]
+    assert flow["tokenUrl"] == "/v1/oauth/token"
+    assert set(flow["scopes"]) == {f"verify:{scene}" for scene in SCENES}
+    assert "HTTPValidationError" not in str(spec)
+    ops = spec["paths"]
+    assert ops["/v1/verify"]["post"]["security"] == [{"partnerOAuth": []}]
+    assert ops["/v1/codes"]["post"]["security"] == [{"citizenBearer": []}]
+    assert ops["/v1/admin/partners"]["post"]["security"] == [{"operatorBearer": []}]
+    put = ops["/v1/admin/subjects/{sub}"]["put"]["responses"]
+    assert {"401", "404", "413", "422", "429", "503"} <= set(put)
+    for path, item in ops.items():
+        for method, op in item.items():
+            for status, answer in op["responses"].items():
+                if int(status) >= 400 and path != "/v1/oauth/token":
+                    assert list(answer["content"]) == ["application/problem+json"], (
+                        method, path, status)
