@@ -5,9 +5,13 @@ turn failures into 401/403 problems."""
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+import math
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.routing import APIRoute
+from starlette.responses import Response
 
 from suishen.app.auth.errors import AuthError, InvalidCitizenToken
 from suishen.app.problems import HTTPProblem
@@ -53,12 +57,96 @@ async def citizen_sub(request: Request, runtime: RuntimeDep) -> str:
 CitizenSub = Annotated[str, Depends(citizen_sub)]
 
 
+class FailureThrottle:
+    """Failed authentications per client address, in process: after ``limit`` failures
+    within ``window`` seconds an address is refused (429) until the window has passed.
+    Guessing admin tokens or partner secrets from one address is slowed to a crawl; the
+    state is per process and bounded (the oldest addresses are forgotten)."""
+
+    def __init__(self, *, limit: int = 10, window: float = 60.0, max_clients: int = 10_000):
+        self.limit, self.window, self.max_clients = limit, window, max_clients
+        self._failures: dict[str, tuple[float, int]] = {}
+
+    def retry_after(self, client: str, now: float) -> int:
+        """Seconds the client must wait, 0 when it may try."""
+        started, count = self._failures.get(client, (now, 0))
+        if now - started >= self.window:
+            self._failures.pop(client, None)
+            return 0
+        return max(1, math.ceil(started + self.window - now)) if count >= self.limit else 0
+
+    def failed(self, client: str, now: float) -> None:
+        started, count = self._failures.get(client, (now, 0))
+        if now - started >= self.window:
+            started, count = now, 0
+        if client not in self._failures and len(self._failures) >= self.max_clients:
+            self._failures.pop(next(iter(self._failures)))
+        self._failures[client] = (started, count + 1)
+
+
+def client_address(request: Request) -> str:
+    """The peer address (the proxy's, behind one: throttles then apply per proxy)."""
+    return request.client.host if request.client else "-"
+
+
+def auth_throttle(request: Request, name: str) -> FailureThrottle:
+    """The app's throttle ``name`` (created on first use; one per app, no globals)."""
+    throttles: dict[str, FailureThrottle] = request.app.state._state.setdefault(
+        "auth_throttles", {})
+    return throttles.setdefault(name, FailureThrottle())
+
+
+def throttled(retry_after: int) -> HTTPProblem:
+    return HTTPProblem(429, "too many failed authentications; retry later",
+                       type_="rate-limited", headers={"Retry-After": str(retry_after)})
+
+
 async def operator(request: Request, runtime: RuntimeDep) -> None:
-    """Require the operators' admin token (constant-time comparison)."""
-    token = bearer(request.headers.get("authorization"))
+    """Require the operators' admin token (constant-time comparison); failures are
+    throttled per client address."""
+    throttle, client, now = auth_throttle(request, "admin"), client_address(request), runtime.now()
+    wait = throttle.retry_after(client, now)
+    if wait:
+        raise throttled(wait)
+    try:
+        token = bearer(request.headers.get("authorization"))
+    except HTTPProblem:
+        throttle.failed(client, now)
+        raise
     if not hmac.compare_digest(token.encode(), runtime.admin_token.encode()):
+        throttle.failed(client, now)
         raise HTTPProblem(401, "invalid admin token", type_="unauthorized",
                           headers={"WWW-Authenticate": "Bearer"})
 
 
 Operator = Depends(operator)
+
+
+def auth_first(check: Callable[[Request], Awaitable[Any]] | None) -> type[APIRoute]:
+    """A route class that answers in the order 401, 413, 422: ``check`` (the caller's
+    authentication) runs first, then the whole body is read (a body over the limit is
+    413 even without Content-Length), and only then does FastAPI parse and validate it.
+    Without it FastAPI parses the body before any dependency runs (422 to anonymous
+    callers) and turns a body that grows past the limit into 400."""
+
+    class AuthFirstRoute(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            handler = super().get_route_handler()
+
+            async def run(request: Request) -> Response:
+                if check is not None:
+                    await check(request)
+                await request.body()
+                return await handler(request)
+
+            return run
+
+    return AuthFirstRoute
+
+
+async def _operator_check(request: Request) -> None:
+    await operator(request, request.app.state.runtime)
+
+
+OperatorFirst = auth_first(_operator_check)
+BodyFirst = auth_first(None)  # routes whose authentication is a dependency, or none

@@ -129,6 +129,10 @@ def install(app: FastAPI) -> None:
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         detail = exc.detail if isinstance(exc.detail, str) else _TITLES.get(exc.status_code, "")
+        if exc.status_code == 400 and detail == "There was an error parsing the body":
+            # FastAPI's answer to a body that is not JSON (invalid UTF-8 included): the
+            # same 422 as a body that does not fit its schema, as /v1/verify answers
+            return problem_response(422, "the body is not JSON", type_="validation")
         if exc.status_code == 404:
             detail = f"no resource at {request.url.path[:200]}"
         elif exc.status_code == 405:

@@ -88,8 +88,10 @@ _JWS = jwt.PyJWS(options={"enforce_minimum_key_length": True})
 
 
 def is_valid_subject(sub: object) -> bool:
-    """True for a printable string of 1..:data:`MAX_SUBJECT_CHARS` characters."""
-    return isinstance(sub, str) and 0 < len(sub) <= MAX_SUBJECT_CHARS and sub.isprintable()
+    """True for a printable string of 1..:data:`MAX_SUBJECT_CHARS` characters without
+    surrounding whitespace (``" alice"`` would otherwise be a different citizen)."""
+    return (isinstance(sub, str) and 0 < len(sub) <= MAX_SUBJECT_CHARS and sub.isprintable()
+            and sub == sub.strip())
 
 
 # --- the JWK Set ------------------------------------------------------------------------

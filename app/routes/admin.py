@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query
 from starlette.responses import Response
 
-from suishen.app.deps import Operator, RuntimeDep
+from suishen.app.deps import OperatorFirst, RuntimeDep
 from suishen.app.problems import HTTPProblem
 from suishen.app.schemas import PartnerIn, PartnerOut, SubjectIn, SubjectOut
 from suishen.app.storage.base import Subject
@@ -16,7 +16,8 @@ from suishen.errors import KeyManagementError
 from suishen.keys.algorithms import Alg
 from suishen.timefmt import rfc3339
 
-router = APIRouter(prefix="/v1/admin", tags=["operators"], dependencies=[Operator])
+router = APIRouter(prefix="/v1/admin", tags=["operators"],
+                   route_class=OperatorFirst)
 SubPath = Annotated[str, Path(min_length=1, max_length=255)]
 
 

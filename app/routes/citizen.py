@@ -7,12 +7,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
-from suishen.app.deps import CitizenSub, RuntimeDep
+from suishen.app.deps import BodyFirst, CitizenSub, RuntimeDep
 from suishen.app.schemas import CodeOut, VerificationItem, VerificationPage
 from suishen.errors import IssuanceError, SubjectSuspended
 from suishen.timefmt import rfc3339
 
-router = APIRouter(tags=["citizens"])
+router = APIRouter(tags=["citizens"], route_class=BodyFirst)
 NO_STORE = {"Cache-Control": "no-store"}
 
 

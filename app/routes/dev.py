@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from suishen.app.deps import RuntimeDep
+from suishen.app.deps import BodyFirst, RuntimeDep
 from suishen.app.problems import HTTPProblem
 from suishen.app.schemas import DevTokenIn, TokenOut
 
-router = APIRouter(tags=["development"])
+router = APIRouter(tags=["development"], route_class=BodyFirst)
 
 
 @router.post("/v1/dev/citizen-token", response_model=TokenOut)

@@ -156,7 +156,7 @@ async def test_scene_outside_registration_is_403(api: Api) -> None:
 
 async def test_request_errors(api: Api) -> None:
     lib = await api.partner(["library"])
-    h = lib["headers"]
+    h = {**lib["headers"], "content-type": "application/json"}
     for body in (b"{", b"[]", b'{"scene": "library"}', b'{"code": 1, "scene": "library"}',
                  b'{"code": "x", "scene": "moon"}', b'{"code": "x", "scene": "library",'
                  b' "direction": "up"}', b"\xff\xfe", b'{"code": "x", "scene": "library", "e": 1}',
