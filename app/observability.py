@@ -87,6 +87,14 @@ class Metrics:
         self.audit_dropped = Counter(
             "suishen_audit_dropped", "Audit records dropped (queue full)", registry=r
         )
+        self.audit_dead_letter = Counter(
+            "suishen_audit_dead_letter",
+            "Audit records the database refused for their content, set aside", registry=r,
+        )
+        self.audit_oldest_age = Gauge(
+            "suishen_audit_oldest_age_seconds", "Age of the oldest queued audit record",
+            registry=r,
+        )
         self.rate_limited = Counter(
             "suishen_rate_limited", "Requests refused by rate limits", ["client_id"], registry=r
         )

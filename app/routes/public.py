@@ -59,6 +59,7 @@ async def readyz(runtime: RuntimeDep) -> Response:
             checks[name] = "ok"
         except (BackendUnavailable, TimeoutError):
             checks[name] = "unavailable"
+    checks["audit"] = runtime.audit.health()  # "stalled": the audit queue is not draining
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
                         status_code=200 if ready else 503)

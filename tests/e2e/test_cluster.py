@@ -145,7 +145,8 @@ def test_key_rotation_through_one_published_by_the_other(cluster: tuple[Server, 
 def test_cluster_is_ready_and_observable(cluster: tuple[Server, Server]) -> None:
     for srv in cluster:
         r = httpx.get(srv.url + "/readyz")
-        assert r.json() == {"status": "ready", "checks": {"database": "ok", "state": "ok"}}
+        checks = {"database": "ok", "state": "ok", "audit": "ok"}
+        assert r.json() == {"status": "ready", "checks": checks}
         metrics = httpx.get(srv.url + "/metrics").text
         assert 'suishen_db_pool_connections{state="max"} 10.0' in metrics
         assert 'suishen_db_pool_connections{state="size"}' in metrics
