@@ -202,7 +202,9 @@ def open_state(settings: Settings) -> StateBackend:
             prefix=settings.redis_prefix,
             timeout=settings.redis_timeout_seconds,
         )
-    return MemoryState()
+    # The embedded default: single use kept in the data directory, so that a restart
+    # never lets a consumed code pass (issue 8 item 3).
+    return MemoryState(single_use_path=settings.data_dir / "single-use.sqlite3")
 
 
 def _dev_secret_file(path: Path, make: str) -> tuple[str, bool]:
