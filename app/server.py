@@ -3,8 +3,47 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import sys
 
 from suishen.app.settings import Settings
+from suishen.errors import ConfigError
+
+DEV_BANNER = """\
+==================================================================================
+WARNING: development posture listening on {host}, a non-loopback address.
+POST /v1/dev/citizen-token mints a token for ANY citizen without authentication,
+and anyone who can reach this address can read any citizen's history.
+Set SUISHEN_ENV=production for a service on a network.
+==================================================================================
+"""
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_listen_address(settings: Settings, host: str) -> None:
+    """Development posture listens on loopback only (like Vault's ``-dev`` server):
+    refuse any other address unless ``SUISHEN_ALLOW_DEV_ON_NETWORK=true``, and then
+    print a warning banner on every start."""
+    if settings.production or is_loopback(host):
+        return
+    if not settings.allow_dev_on_network:
+        raise ConfigError(
+            f"development posture refuses to listen on {host} (not loopback): the "
+            "development identity provider would be reachable from the network. Set "
+            "SUISHEN_ENV=production, listen on 127.0.0.1, or set "
+            "SUISHEN_ALLOW_DEV_ON_NETWORK=true to accept the risk"
+        )
+    sys.stderr.write(DEV_BANNER.format(host=host))
+    sys.stderr.flush()
 
 
 def serve(*, host: str | None = None, port: int | None = None, workers: int | None = None) -> None:
@@ -19,11 +58,13 @@ def serve(*, host: str | None = None, port: int | None = None, workers: int | No
 
     settings = Settings()
     settings.check_posture()
+    listen = host or settings.host
+    check_listen_address(settings, listen)
     configure_logging(settings.log_level)
     uvicorn.run(
         "suishen.app.main:create_app",
         factory=True,
-        host=host or settings.host,
+        host=listen,
         port=port or settings.port,
         workers=workers or settings.workers,
         log_config=None,
@@ -32,6 +73,11 @@ def serve(*, host: str | None = None, port: int | None = None, workers: int | No
         proxy_headers=True,
         server_header=False,
         timeout_graceful_shutdown=15,
+        # Slow clients are bounded (issue 8 item 7); a proxy in front adds header and
+        # body read timeouts (deploy/nginx.conf).
+        limit_concurrency=settings.limit_concurrency,
+        timeout_keep_alive=settings.keep_alive_seconds,
+        h11_max_incomplete_event_size=settings.max_header_bytes,
     )
 
 
