@@ -113,6 +113,25 @@ class Runtime:
         await self.state.start()
         self.audit.start()
         self._tasks.append(asyncio.create_task(self._refresh_loop(), name="key-refresh"))
+        self._tasks.append(asyncio.create_task(self._gauge_loop(), name="metrics-gauges"))
+
+    def update_gauges(self) -> None:
+        """Set the gauges read at scrape time (the scrape is served by another listener,
+        possibly another process, so each worker refreshes them itself)."""
+        self.metrics.audit_queue.set(self.audit.pending)
+        self.audit.health()
+        stats = getattr(self.db, "pool_stats", None)
+        if callable(stats):
+            for state, value in stats().items():
+                self.metrics.pool.labels(state).set(value)
+
+    async def _gauge_loop(self) -> None:
+        while True:
+            try:
+                self.update_gauges()
+            except Exception:  # never let a gauge stop the loop; it is logged
+                log.exception("metrics gauge update failed")
+            await asyncio.sleep(1.0)
 
     async def close(self) -> None:
         """Drain the audit queue, stop background work, close the backends."""

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import ipaddress
+import os
+import shutil
 import sys
+import tempfile
 
 from suishen.app.settings import Settings
 from suishen.errors import ConfigError
@@ -46,20 +50,48 @@ def check_listen_address(settings: Settings, host: str) -> None:
     sys.stderr.flush()
 
 
+def start_metrics_listener(settings: Settings) -> int | None:
+    """Serve ``/metrics`` on its own listener (``SUISHEN_METRICS_HOST``:
+    ``SUISHEN_METRICS_PORT``, loopback by default), never on the public port.
+
+    Runs in the ``suishen serve`` process itself, which is uvicorn's supervisor when
+    there are several workers: prometheus-client's multiprocess mode (a fresh
+    ``PROMETHEUS_MULTIPROC_DIR`` set up here, inherited by the workers) lets this one
+    listener report the sum over every worker. Must run before prometheus_client is
+    imported. Returns the port, or None when no metrics port is set.
+    """
+    if settings.metrics_port is None:
+        return None
+    if "prometheus_client" in sys.modules and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        raise ConfigError("metrics listener: prometheus_client imported too early")
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        folder = tempfile.mkdtemp(prefix="suishen-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+        atexit.register(shutil.rmtree, folder, True)
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
+    return settings.metrics_port
+
+
 def serve(*, host: str | None = None, port: int | None = None, workers: int | None = None) -> None:
     """Run the service under uvicorn (``SUISHEN_WORKERS`` processes; JSON logs).
 
     Settings are validated here first so that a production process with missing
     settings refuses to start with one clear line instead of a worker crash loop.
     """
-    import uvicorn
-
-    from suishen.app.observability import configure_logging
-
     settings = Settings()
     settings.check_posture()
     listen = host or settings.host
     check_listen_address(settings, listen)
+    start_metrics_listener(settings)
+    import uvicorn
+
+    from suishen.app.observability import configure_logging
+
     configure_logging(settings.log_level)
     uvicorn.run(
         "suishen.app.main:create_app",
@@ -69,7 +101,9 @@ def serve(*, host: str | None = None, port: int | None = None, workers: int | No
         workers=workers or settings.workers,
         log_config=None,
         log_level=settings.log_level,
-        access_log=settings.access_log,
+        # One access line per request: EdgeMiddleware writes it (SUISHEN_ACCESS_LOG);
+        # uvicorn's own access log would be a second line.
+        access_log=False,
         proxy_headers=True,
         server_header=False,
         timeout_graceful_shutdown=15,
