@@ -3,9 +3,10 @@
 :func:`build_runtime` opens the backends, loads (or creates) key sets and wires the
 services; :meth:`Runtime.start` and :meth:`Runtime.close` run in the app's lifespan.
 
-Development posture conveniences (never in production): the key-encryption key and
-the admin token are generated on first start into ``SUISHEN_DATA_DIR`` (files with mode
-0600) and the admin token is printed once, when it is generated.
+Where the other jobs live: citizen authentication in :mod:`suishen.app.auth.citizen_auth`,
+the rate-limit fallback in :mod:`suishen.app.services.ratelimit`, development secrets in
+:mod:`suishen.app.devsecrets`, backend factories in :mod:`suishen.app.storage.factory`
+(all re-exported here for existing imports).
 """
 
 from __future__ import annotations
@@ -13,78 +14,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import secrets
-import sys
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from suishen.app.auth.citizen import CitizenTokenValidator, JwksSource
+from suishen.app.auth.citizen_auth import CitizenAuth
 from suishen.app.auth.dev_idp import DevIdentityProvider
-from suishen.app.auth.errors import InvalidCitizenToken
 from suishen.app.auth.partner_tokens import PartnerTokens
+from suishen.app.devsecrets import resolve_admin_token, resolve_kek
 from suishen.app.observability import Metrics
 from suishen.app.services.audit import AuditWriter
 from suishen.app.services.keys import CODES, TOKENS, KeyManager, KeyView
 from suishen.app.services.partners import PartnerService
+from suishen.app.services.ratelimit import RateLimiter
 from suishen.app.services.subjects import SubjectService
 from suishen.app.services.verify import VerifyService
 from suishen.app.settings import Settings
 from suishen.app.storage.base import Database, Event, StateBackend
-from suishen.app.storage.memory import MemoryState
-from suishen.errors import BackendUnavailable, ConfigError
-from suishen.keys.kek import KeyEncryptionKey
+from suishen.app.storage.factory import open_database, open_state
+from suishen.errors import BackendUnavailable
+
+__all__ = [
+    "CitizenAuth", "Runtime", "build_runtime", "open_database", "open_state",
+    "resolve_admin_token", "resolve_kek",
+]
 
 log = logging.getLogger("suishen.runtime")
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-
-
-class CitizenAuth:
-    """Validates citizens' tokens against every trusted identity provider.
-
-    Apps refresh codes every half-minute with the same access token, so a validated
-    token is remembered (bounded, until its ``exp`` and at most ``cache_seconds``):
-    the signature check is then a dictionary lookup. Only successes are cached, and
-    ``exp`` is re-checked on every hit.
-    """
-
-    def __init__(
-        self,
-        validators: list[CitizenTokenValidator],
-        *,
-        cache_size: int = 50_000,
-        cache_seconds: int = 300,
-    ) -> None:
-        self._validators = validators
-        self._cache: OrderedDict[str, tuple[str, int]] = OrderedDict()
-        self._cache_size = cache_size
-        self._cache_seconds = cache_seconds
-
-    async def validate(self, token: str, *, now: int) -> str:
-        """The citizen's ``sub``; :class:`InvalidCitizenToken` when no provider vouches."""
-        hit = self._cache.get(token)
-        if hit is not None:
-            if now < hit[1]:
-                return hit[0]
-            del self._cache[token]
-        error: InvalidCitizenToken | None = None
-        for validator in self._validators:
-            try:
-                claims = await validator.validate_claims(token, now=now)
-            except InvalidCitizenToken as exc:
-                error = exc
-                continue
-            sub: str = claims["sub"]
-            until = min(int(claims["exp"]), now + self._cache_seconds)
-            self._cache[token] = (sub, until)
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-            return sub
-        raise error or InvalidCitizenToken("no identity provider is configured")
 
 
 @dataclass
@@ -105,7 +63,10 @@ class Runtime:
     admin_token: str
     dev_idp: DevIdentityProvider | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    _local_limits: MemoryState = field(default_factory=MemoryState)
+    limiter: RateLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.limiter = RateLimiter(self.state, self.metrics)
 
     async def start(self) -> None:
         """Subscribe to the change feed and start background work."""
@@ -149,8 +110,6 @@ class Runtime:
             await self.subjects.apply(event)
         elif event.kind == "keys":
             await self.keys.refresh(event.data.get("name"))
-        elif event.kind == "partner":
-            await self.partners.apply(event)
         elif event.kind == "resync":
             await self._resync()
 
@@ -170,106 +129,12 @@ class Runtime:
                 await self._resync()
 
     async def rate_limit(self, client_id: str, *, per_second: int, now: float) -> float:
-        """Take one request from a partner's shared budget (0.0, or seconds to wait).
-
-        While the shared state is down, each process limits on its own (fail open to a
-        per-process bucket): a verification is never refused for want of a counter.
-        """
-        try:
-            return await self.state.rate_limit(client_id, per_second=per_second,
-                                               now_ms=int(now * 1000))
-        except BackendUnavailable:
-            self.metrics.backend_errors.labels("state", "rate_limit").inc()
-            return await self._local_limits.rate_limit(client_id, per_second=per_second,
-                                                       now_ms=int(now * 1000))
+        """Take one request from a partner's shared budget (see :class:`RateLimiter`)."""
+        return await self.limiter.take(client_id, per_second=per_second, now=now)
 
     def now(self) -> float:
         """The clock (one place, so tests and benchmarks see what the service sees)."""
         return time.time()
-
-
-async def open_database(settings: Settings) -> Database:
-    """SQLite under the data directory, or PostgreSQL when ``SUISHEN_DATABASE_URL`` is a
-    ``postgresql://`` URL (``sqlite:///path`` selects another SQLite file)."""
-    url = settings.database_url.get_secret_value() if settings.database_url else ""
-    if url.startswith(("postgresql://", "postgres://")):
-        from suishen.app.storage.postgres import PostgresDatabase
-
-        return await PostgresDatabase.open(
-            url,
-            min_size=settings.database_pool_min,
-            max_size=settings.database_pool_max,
-            command_timeout=settings.database_timeout_seconds,
-            lazy=True,
-        )
-    from suishen.app.storage.sqlite import SQLiteDatabase
-
-    if url.startswith("sqlite:///"):
-        return await SQLiteDatabase.open(url.removeprefix("sqlite:///"))
-    if url:
-        raise ConfigError("SUISHEN_DATABASE_URL must start with postgresql:// or sqlite:///")
-    return await SQLiteDatabase.open(settings.sqlite_path)
-
-
-def open_state(settings: Settings) -> StateBackend:
-    """Redis when ``SUISHEN_REDIS_URL`` is set, else in-process state."""
-    if settings.redis_url is not None:
-        from suishen.app.storage.redis_state import RedisState
-
-        return RedisState.from_url(
-            settings.redis_url.get_secret_value(),
-            prefix=settings.redis_prefix,
-            timeout=settings.redis_timeout_seconds,
-        )
-    # The embedded default: single use kept in the data directory, so that a restart
-    # never lets a consumed code pass (issue 8 item 3).
-    return MemoryState(single_use_path=settings.data_dir / "single-use.sqlite3")
-
-
-def _dev_secret_file(path: Path, make: str) -> tuple[str, bool]:
-    """Read a development secret from ``path``, creating it (0600) if missing."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    try:
-        return path.read_text("utf-8").strip(), False
-    except FileNotFoundError:
-        pass
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(make + "\n")
-    return make, True
-
-
-def resolve_kek(settings: Settings) -> KeyEncryptionKey:
-    """The KEK from settings; in development, generated once into the data directory."""
-    if settings.key_encryption_key is not None:
-        return KeyEncryptionKey.from_text(settings.key_encryption_key.get_secret_value())
-    if settings.production:
-        raise ConfigError("SUISHEN_KEY_ENCRYPTION_KEY is required in production")
-    text, created = _dev_secret_file(
-        settings.data_dir / "kek", KeyEncryptionKey.generate_text()
-    )
-    if created:
-        print(
-            f"suishen: WARNING development key-encryption key generated in "
-            f"{settings.data_dir / 'kek'}; set SUISHEN_KEY_ENCRYPTION_KEY in production",
-            file=sys.stderr,
-        )
-    return KeyEncryptionKey.from_text(text)
-
-
-def resolve_admin_token(settings: Settings) -> str:
-    """The operators' token; in development generated once and printed once."""
-    if settings.admin_token is not None:
-        return settings.admin_token.get_secret_value()
-    if settings.production:
-        raise ConfigError("SUISHEN_ADMIN_TOKEN is required in production")
-    path = settings.data_dir / "admin-token"
-    token, created = _dev_secret_file(path, secrets.token_urlsafe(32))
-    if created:
-        # Printed once, on the console of the developer who started the service; the
-        # log stream never carries it.
-        print(f"suishen: development admin token (saved in {path}): {token}", file=sys.stderr)
-    return token
 
 
 async def build_runtime(settings: Settings, *, metrics: Metrics | None = None) -> Runtime:
