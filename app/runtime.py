@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -23,6 +22,7 @@ from suishen.app.auth.citizen import CitizenTokenValidator, JwksSource
 from suishen.app.auth.citizen_auth import CitizenAuth
 from suishen.app.auth.dev_idp import DevIdentityProvider
 from suishen.app.auth.partner_tokens import PartnerTokens
+from suishen.app.clock import SYSTEM_CLOCK, Clock
 from suishen.app.devsecrets import resolve_admin_token, resolve_kek
 from suishen.app.observability import Metrics
 from suishen.app.services.audit import AuditWriter
@@ -63,6 +63,7 @@ class Runtime:
     admin_token: str
     dev_idp: DevIdentityProvider | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    clock: Clock = SYSTEM_CLOCK
     limiter: RateLimiter = field(init=False)
 
     def __post_init__(self) -> None:
@@ -134,11 +135,13 @@ class Runtime:
 
     def now(self) -> float:
         """The clock (one place, so tests and benchmarks see what the service sees)."""
-        return time.time()
+        return self.clock()
 
 
-async def build_runtime(settings: Settings, *, metrics: Metrics | None = None) -> Runtime:
-    """Open backends, load keys and wire the services."""
+async def build_runtime(
+    settings: Settings, *, metrics: Metrics | None = None, clock: Clock = SYSTEM_CLOCK
+) -> Runtime:
+    """Open backends, load keys and wire the services, all on one ``clock``."""
     settings.check_posture()
     kek = resolve_kek(settings)
     admin_token = resolve_admin_token(settings)
@@ -146,7 +149,7 @@ async def build_runtime(settings: Settings, *, metrics: Metrics | None = None) -
     db = await open_database(settings)
     try:
         await db.migrate()
-        state = open_state(settings)
+        state = open_state(settings, clock=clock)
         keys = KeyManager(
             db,
             state,
@@ -157,9 +160,12 @@ async def build_runtime(settings: Settings, *, metrics: Metrics | None = None) -
                 # Partner tokens verify with a 5 s leeway after their lifetime.
                 TOKENS: settings.partner_token_ttl_seconds + 5,
             },
+            clock=clock,
         )
         await keys.load_or_create()
-        subjects = SubjectService(db, state, cache_seconds=settings.subject_cache_seconds)
+        subjects = SubjectService(
+            db, state, cache_seconds=settings.subject_cache_seconds, clock=clock
+        )
         await subjects.load_suspended()
     except BaseException:
         await db.close()
@@ -170,6 +176,7 @@ async def build_runtime(settings: Settings, *, metrics: Metrics | None = None) -
         batch_size=settings.audit_batch_size,
         flush_interval=settings.audit_flush_interval_ms / 1000,
         max_queue=settings.audit_queue_max,
+        clock=clock,
     )
     partner_tokens = PartnerTokens(
         keys.view(TOKENS).keyset, kek, ttl=settings.partner_token_ttl_seconds
@@ -216,7 +223,8 @@ async def build_runtime(settings: Settings, *, metrics: Metrics | None = None) -
         metrics=metrics,
         keys=keys,
         subjects=subjects,
-        partners=PartnerService(db, state),
+        partners=PartnerService(db, state, clock=clock),
+        clock=clock,
         audit=audit,
         verifier=verifier,
         partner_tokens=partner_tokens,

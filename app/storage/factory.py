@@ -3,6 +3,7 @@ describe (SQLite / PostgreSQL; in-process state / Redis)."""
 
 from __future__ import annotations
 
+from suishen.app.clock import SYSTEM_CLOCK, Clock
 from suishen.app.settings import Settings
 from suishen.app.storage.base import Database, StateBackend
 from suishen.app.storage.memory import MemoryState
@@ -32,7 +33,7 @@ async def open_database(settings: Settings) -> Database:
     return await SQLiteDatabase.open(settings.sqlite_path)
 
 
-def open_state(settings: Settings) -> StateBackend:
+def open_state(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> StateBackend:
     """Redis when ``SUISHEN_REDIS_URL`` is set, else in-process state."""
     if settings.redis_url is not None:
         from suishen.app.storage.redis_state import RedisState
@@ -44,4 +45,4 @@ def open_state(settings: Settings) -> StateBackend:
         )
     # The embedded default: single use kept in the data directory, so that a restart
     # never lets a consumed code pass (issue 8 item 3).
-    return MemoryState(single_use_path=settings.data_dir / "single-use.sqlite3")
+    return MemoryState(single_use_path=settings.data_dir / "single-use.sqlite3", clock=clock)
