@@ -82,16 +82,25 @@ class Metrics:
             registry=r,
         )
         self.audit_queue = Gauge("suishen_audit_queue_depth", "Audit records waiting",
-                                 registry=r)
+                                 registry=r, multiprocess_mode="livesum")
         self.audit_written = Counter("suishen_audit_written", "Audit records stored", registry=r)
         self.audit_dropped = Counter(
             "suishen_audit_dropped", "Audit records dropped (queue full)", registry=r
         )
+        self.audit_dead_letter = Counter(
+            "suishen_audit_dead_letter",
+            "Audit records the database refused for their content, set aside", registry=r,
+        )
+        self.audit_oldest_age = Gauge(
+            "suishen_audit_oldest_age_seconds", "Age of the oldest queued audit record",
+            registry=r, multiprocess_mode="livemax",
+        )
+        # No partner client ids in label values (issue 8 item 6): a total only.
         self.rate_limited = Counter(
-            "suishen_rate_limited", "Requests refused by rate limits", ["client_id"], registry=r
+            "suishen_rate_limited", "Requests refused by rate limits", registry=r
         )
         self.pool = Gauge("suishen_db_pool_connections", "Database pool connections",
-                          ["state"], registry=r)
+                          ["state"], registry=r, multiprocess_mode="livesum")
         self.events = Counter("suishen_events_applied", "Change-feed events applied",
                               ["kind"], registry=r)
 

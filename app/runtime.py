@@ -3,9 +3,10 @@
 :func:`build_runtime` opens the backends, loads (or creates) key sets and wires the
 services; :meth:`Runtime.start` and :meth:`Runtime.close` run in the app's lifespan.
 
-Development posture conveniences (never in production): the key-encryption key and
-the admin token are generated on first start into ``SUISHEN_DATA_DIR`` (files with mode
-0600) and the admin token is printed once, when it is generated.
+Where the other jobs live: citizen authentication in :mod:`suishen.app.auth.citizen_auth`,
+the rate-limit fallback in :mod:`suishen.app.services.ratelimit`, development secrets in
+:mod:`suishen.app.devsecrets`, backend factories in :mod:`suishen.app.storage.factory`
+(all re-exported here for existing imports).
 """
 
 from __future__ import annotations
@@ -13,78 +14,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import secrets
-import sys
-import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from suishen.app.auth.citizen import CitizenTokenValidator, JwksSource
+from suishen.app.auth.citizen_auth import CitizenAuth
 from suishen.app.auth.dev_idp import DevIdentityProvider
-from suishen.app.auth.errors import InvalidCitizenToken
 from suishen.app.auth.partner_tokens import PartnerTokens
+from suishen.app.clock import SYSTEM_CLOCK, Clock
+from suishen.app.devsecrets import resolve_admin_token, resolve_kek
 from suishen.app.observability import Metrics
 from suishen.app.services.audit import AuditWriter
 from suishen.app.services.keys import CODES, TOKENS, KeyManager, KeyView
 from suishen.app.services.partners import PartnerService
+from suishen.app.services.ratelimit import RateLimiter
 from suishen.app.services.subjects import SubjectService
 from suishen.app.services.verify import VerifyService
 from suishen.app.settings import Settings
 from suishen.app.storage.base import Database, Event, StateBackend
-from suishen.app.storage.memory import MemoryState
-from suishen.errors import BackendUnavailable, ConfigError
-from suishen.keys.kek import KeyEncryptionKey
+from suishen.app.storage.factory import open_database, open_state
+from suishen.errors import BackendUnavailable
+
+__all__ = [
+    "CitizenAuth", "Runtime", "build_runtime", "open_database", "open_state",
+    "resolve_admin_token", "resolve_kek",
+]
 
 log = logging.getLogger("suishen.runtime")
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-
-
-class CitizenAuth:
-    """Validates citizens' tokens against every trusted identity provider.
-
-    Apps refresh codes every half-minute with the same access token, so a validated
-    token is remembered (bounded, until its ``exp`` and at most ``cache_seconds``):
-    the signature check is then a dictionary lookup. Only successes are cached, and
-    ``exp`` is re-checked on every hit.
-    """
-
-    def __init__(
-        self,
-        validators: list[CitizenTokenValidator],
-        *,
-        cache_size: int = 50_000,
-        cache_seconds: int = 300,
-    ) -> None:
-        self._validators = validators
-        self._cache: OrderedDict[str, tuple[str, int]] = OrderedDict()
-        self._cache_size = cache_size
-        self._cache_seconds = cache_seconds
-
-    async def validate(self, token: str, *, now: int) -> str:
-        """The citizen's ``sub``; :class:`InvalidCitizenToken` when no provider vouches."""
-        hit = self._cache.get(token)
-        if hit is not None:
-            if now < hit[1]:
-                return hit[0]
-            del self._cache[token]
-        error: InvalidCitizenToken | None = None
-        for validator in self._validators:
-            try:
-                claims = await validator.validate_claims(token, now=now)
-            except InvalidCitizenToken as exc:
-                error = exc
-                continue
-            sub: str = claims["sub"]
-            until = min(int(claims["exp"]), now + self._cache_seconds)
-            self._cache[token] = (sub, until)
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-            return sub
-        raise error or InvalidCitizenToken("no identity provider is configured")
 
 
 @dataclass
@@ -105,7 +63,11 @@ class Runtime:
     admin_token: str
     dev_idp: DevIdentityProvider | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    _local_limits: MemoryState = field(default_factory=MemoryState)
+    clock: Clock = SYSTEM_CLOCK
+    limiter: RateLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.limiter = RateLimiter(self.state, self.metrics)
 
     async def start(self) -> None:
         """Subscribe to the change feed and start background work."""
@@ -113,6 +75,25 @@ class Runtime:
         await self.state.start()
         self.audit.start()
         self._tasks.append(asyncio.create_task(self._refresh_loop(), name="key-refresh"))
+        self._tasks.append(asyncio.create_task(self._gauge_loop(), name="metrics-gauges"))
+
+    def update_gauges(self) -> None:
+        """Set the gauges read at scrape time (the scrape is served by another listener,
+        possibly another process, so each worker refreshes them itself)."""
+        self.metrics.audit_queue.set(self.audit.pending)
+        self.audit.health()
+        stats = getattr(self.db, "pool_stats", None)
+        if callable(stats):
+            for state, value in stats().items():
+                self.metrics.pool.labels(state).set(value)
+
+    async def _gauge_loop(self) -> None:
+        while True:
+            try:
+                self.update_gauges()
+            except Exception:  # never let a gauge stop the loop; it is logged
+                log.exception("metrics gauge update failed")
+            await asyncio.sleep(1.0)
 
     async def close(self) -> None:
         """Drain the audit queue, stop background work, close the backends."""
@@ -130,8 +111,6 @@ class Runtime:
             await self.subjects.apply(event)
         elif event.kind == "keys":
             await self.keys.refresh(event.data.get("name"))
-        elif event.kind == "partner":
-            await self.partners.apply(event)
         elif event.kind == "resync":
             await self._resync()
 
@@ -151,108 +130,18 @@ class Runtime:
                 await self._resync()
 
     async def rate_limit(self, client_id: str, *, per_second: int, now: float) -> float:
-        """Take one request from a partner's shared budget (0.0, or seconds to wait).
-
-        While the shared state is down, each process limits on its own (fail open to a
-        per-process bucket): a verification is never refused for want of a counter.
-        """
-        try:
-            return await self.state.rate_limit(client_id, per_second=per_second,
-                                               now_ms=int(now * 1000))
-        except BackendUnavailable:
-            self.metrics.backend_errors.labels("state", "rate_limit").inc()
-            return await self._local_limits.rate_limit(client_id, per_second=per_second,
-                                                       now_ms=int(now * 1000))
+        """Take one request from a partner's shared budget (see :class:`RateLimiter`)."""
+        return await self.limiter.take(client_id, per_second=per_second, now=now)
 
     def now(self) -> float:
         """The clock (one place, so tests and benchmarks see what the service sees)."""
-        return time.time()
+        return self.clock()
 
 
-async def open_database(settings: Settings) -> Database:
-    """SQLite under the data directory, or PostgreSQL when ``SUISHEN_DATABASE_URL`` is a
-    ``postgresql://`` URL (``sqlite:///path`` selects another SQLite file)."""
-    url = settings.database_url.get_secret_value() if settings.database_url else ""
-    if url.startswith(("postgresql://", "postgres://")):
-        from suishen.app.storage.postgres import PostgresDatabase
-
-        return await PostgresDatabase.open(
-            url,
-            min_size=settings.database_pool_min,
-            max_size=settings.database_pool_max,
-            command_timeout=settings.database_timeout_seconds,
-            lazy=True,
-        )
-    from suishen.app.storage.sqlite import SQLiteDatabase
-
-    if url.startswith("sqlite:///"):
-        return await SQLiteDatabase.open(url.removeprefix("sqlite:///"))
-    if url:
-        raise ConfigError("SUISHEN_DATABASE_URL must start with postgresql:// or sqlite:///")
-    return await SQLiteDatabase.open(settings.sqlite_path)
-
-
-def open_state(settings: Settings) -> StateBackend:
-    """Redis when ``SUISHEN_REDIS_URL`` is set, else in-process state."""
-    if settings.redis_url is not None:
-        from suishen.app.storage.redis_state import RedisState
-
-        return RedisState.from_url(
-            settings.redis_url.get_secret_value(),
-            prefix=settings.redis_prefix,
-            timeout=settings.redis_timeout_seconds,
-        )
-    return MemoryState()
-
-
-def _dev_secret_file(path: Path, make: str) -> tuple[str, bool]:
-    """Read a development secret from ``path``, creating it (0600) if missing."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    try:
-        return path.read_text("utf-8").strip(), False
-    except FileNotFoundError:
-        pass
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(make + "\n")
-    return make, True
-
-
-def resolve_kek(settings: Settings) -> KeyEncryptionKey:
-    """The KEK from settings; in development, generated once into the data directory."""
-    if settings.key_encryption_key is not None:
-        return KeyEncryptionKey.from_text(settings.key_encryption_key.get_secret_value())
-    if settings.production:
-        raise ConfigError("SUISHEN_KEY_ENCRYPTION_KEY is required in production")
-    text, created = _dev_secret_file(
-        settings.data_dir / "kek", KeyEncryptionKey.generate_text()
-    )
-    if created:
-        print(
-            f"suishen: WARNING development key-encryption key generated in "
-            f"{settings.data_dir / 'kek'}; set SUISHEN_KEY_ENCRYPTION_KEY in production",
-            file=sys.stderr,
-        )
-    return KeyEncryptionKey.from_text(text)
-
-
-def resolve_admin_token(settings: Settings) -> str:
-    """The operators' token; in development generated once and printed once."""
-    if settings.admin_token is not None:
-        return settings.admin_token.get_secret_value()
-    if settings.production:
-        raise ConfigError("SUISHEN_ADMIN_TOKEN is required in production")
-    path = settings.data_dir / "admin-token"
-    token, created = _dev_secret_file(path, secrets.token_urlsafe(32))
-    if created:
-        # Printed once, on the console of the developer who started the service; the
-        # log stream never carries it.
-        print(f"suishen: development admin token (saved in {path}): {token}", file=sys.stderr)
-    return token
-
-
-async def build_runtime(settings: Settings, *, metrics: Metrics | None = None) -> Runtime:
-    """Open backends, load keys and wire the services."""
+async def build_runtime(
+    settings: Settings, *, metrics: Metrics | None = None, clock: Clock = SYSTEM_CLOCK
+) -> Runtime:
+    """Open backends, load keys and wire the services, all on one ``clock``."""
     settings.check_posture()
     kek = resolve_kek(settings)
     admin_token = resolve_admin_token(settings)
@@ -260,7 +149,7 @@ async def build_runtime(settings: Settings, *, metrics: Metrics | None = None) -
     db = await open_database(settings)
     try:
         await db.migrate()
-        state = open_state(settings)
+        state = open_state(settings, clock=clock)
         keys = KeyManager(
             db,
             state,
@@ -271,9 +160,12 @@ async def build_runtime(settings: Settings, *, metrics: Metrics | None = None) -
                 # Partner tokens verify with a 5 s leeway after their lifetime.
                 TOKENS: settings.partner_token_ttl_seconds + 5,
             },
+            clock=clock,
         )
         await keys.load_or_create()
-        subjects = SubjectService(db, state, cache_seconds=settings.subject_cache_seconds)
+        subjects = SubjectService(
+            db, state, cache_seconds=settings.subject_cache_seconds, clock=clock
+        )
         await subjects.load_suspended()
     except BaseException:
         await db.close()
@@ -284,6 +176,7 @@ async def build_runtime(settings: Settings, *, metrics: Metrics | None = None) -
         batch_size=settings.audit_batch_size,
         flush_interval=settings.audit_flush_interval_ms / 1000,
         max_queue=settings.audit_queue_max,
+        clock=clock,
     )
     partner_tokens = PartnerTokens(
         keys.view(TOKENS).keyset, kek, ttl=settings.partner_token_ttl_seconds
@@ -330,7 +223,8 @@ async def build_runtime(settings: Settings, *, metrics: Metrics | None = None) -
         metrics=metrics,
         keys=keys,
         subjects=subjects,
-        partners=PartnerService(db, state),
+        partners=PartnerService(db, state, clock=clock),
+        clock=clock,
         audit=audit,
         verifier=verifier,
         partner_tokens=partner_tokens,

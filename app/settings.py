@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=64)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     access_log: bool = False
+    allow_dev_on_network: bool = False
+    limit_concurrency: int = Field(default=2048, ge=1, le=1_000_000)
+    keep_alive_seconds: int = Field(default=5, ge=1, le=300)
+    max_header_bytes: int = Field(default=16_384, ge=1024, le=1_048_576)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
     code_ttl_seconds: int = Field(default=60, ge=5, le=86_400)
     clock_skew_seconds: int = Field(default=30, ge=0, le=600)

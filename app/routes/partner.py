@@ -164,7 +164,7 @@ async def judge(
         now = runtime.now()
         wait = await runtime.rate_limit(partner.client_id, per_second=rate, now=now)
         if wait > 0:
-            runtime.metrics.rate_limited.labels(req.scene).inc()  # no client id in labels
+            runtime.metrics.rate_limited.inc()
             return problem_response(429, "rate limit exceeded", type_="rate-limited",
                                     headers={"Retry-After": str(max(1, math.ceil(wait)))})
         answer = await runtime.verifier.verify(

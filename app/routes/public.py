@@ -6,7 +6,6 @@ import asyncio
 import json
 
 from fastapi import APIRouter, Request
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import JSONResponse, Response
 
 from suishen.app.deps import RuntimeDep
@@ -59,17 +58,7 @@ async def readyz(runtime: RuntimeDep) -> Response:
             checks[name] = "ok"
         except (BackendUnavailable, TimeoutError):
             checks[name] = "unavailable"
+    checks["audit"] = runtime.audit.health()  # "stalled": the audit queue is not draining
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
                         status_code=200 if ready else 503)
-
-
-@router.get("/metrics", include_in_schema=False)
-async def metrics(runtime: RuntimeDep) -> Response:
-    """Prometheus metrics."""
-    runtime.metrics.audit_queue.set(runtime.audit.pending)
-    stats = getattr(runtime.db, "pool_stats", None)
-    if callable(stats):
-        for state, value in stats().items():
-            runtime.metrics.pool.labels(state).set(value)
-    return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -11,6 +11,14 @@ loss) are lost — at most ``flush_interval`` worth of decisions while the datab
 healthy. If the database stays down until the queue holds ``max_queue`` records, the
 oldest records are dropped (``suishen_audit_dropped_total``, logged): verification
 keeps its availability rather than block gates on the audit trail.
+
+A batch the database refuses for its *content* (a :class:`StorageError` that is not
+:class:`BackendUnavailable`, e.g. PostgreSQL refusing a NUL in text) is bisected: the
+good halves are written, each record refused alone is set aside in the
+``audit_dead_letter`` table (``suishen_audit_dead_letter_total``), so one bad record
+never blocks the queue. :meth:`AuditWriter.health` says ``stalled`` when the oldest
+queued record is older than ``stall_after`` seconds (``/readyz`` check ``audit``;
+gauge ``suishen_audit_oldest_age_seconds``).
 """
 
 from __future__ import annotations
@@ -18,7 +26,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
+from collections.abc import Callable, Sequence
 
 from suishen.app.observability import Metrics
 from suishen.app.storage.base import AuditRecord, Database
@@ -38,6 +48,8 @@ class AuditWriter:
         batch_size: int,
         flush_interval: float,
         max_queue: int,
+        stall_after: float = 30.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._db = db
         self._metrics = metrics
@@ -48,6 +60,8 @@ class AuditWriter:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._stall_after = stall_after
+        self._clock = clock
 
     def record(self, record: AuditRecord) -> None:
         """Queue a record (never blocks, never raises)."""
@@ -64,6 +78,18 @@ class AuditWriter:
         """Records not stored yet."""
         return len(self._queue)
 
+    def oldest_age(self) -> float:
+        """Seconds since the oldest queued record was decided (0 when empty)."""
+        if not self._queue:
+            return 0.0
+        return max(0.0, self._clock() - self._queue[0].at_ms / 1000)
+
+    def health(self) -> str:
+        """``ok``, or ``stalled`` when the queue has not drained for ``stall_after``."""
+        age = self.oldest_age()
+        self._metrics.audit_oldest_age.set(age)
+        return "stalled" if age > self._stall_after else "ok"
+
     def start(self) -> None:
         """Start the background writer."""
         self._task = asyncio.create_task(self._run(), name="audit-writer")
@@ -75,11 +101,42 @@ class AuditWriter:
 
     async def _write_batch(self) -> None:
         batch = [self._queue[i] for i in range(min(self._batch_size, len(self._queue)))]
-        await self._db.audit.append(batch)
+        await self._write(batch)
+        self._metrics.audit_queue.set(len(self._queue))
+
+    async def _write(self, batch: Sequence[AuditRecord]) -> None:
+        """Write ``batch`` (the queue's head); bisect on a content refusal. Records leave
+        the queue only once stored or set aside; BackendUnavailable propagates."""
+        try:
+            await self._db.audit.append(batch)
+        except BackendUnavailable:
+            raise
+        except StorageError as exc:
+            if len(batch) > 1:
+                half = len(batch) // 2
+                await self._write(batch[:half])
+                await self._write(batch[half:])
+                return
+            await self._set_aside(batch[0], str(exc))
+            self._queue.popleft()
+            return
         for _ in batch:
             self._queue.popleft()
         self._metrics.audit_written.inc(len(batch))
-        self._metrics.audit_queue.set(len(self._queue))
+
+    async def _set_aside(self, record: AuditRecord, error: str) -> None:
+        try:
+            await self._db.audit.dead_letter(
+                record, error=error, now_ms=int(self._clock() * 1000)
+            )
+        except BackendUnavailable:
+            raise
+        except StorageError:  # the dead-letter table refused it too: the log keeps it
+            log.error("audit record refused and not storable: %s", record.as_json(),
+                      extra={"event": "audit-dead-letter-lost"})
+        self._metrics.audit_dead_letter.inc()
+        log.error("audit record set aside (dead letter): %s", error,
+                  extra={"event": "audit-dead-letter"})
 
     async def _run(self) -> None:
         backoff = self._interval

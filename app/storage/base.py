@@ -84,6 +84,16 @@ class AuditRecord:
             self.direction, self.reason, self.subject_handle, self.kid, self.request_id,
         )
 
+    def as_json(self) -> str:
+        """The record as ASCII-only JSON (NUL and lone surrogates escaped): storable
+        anywhere, for the dead-letter table."""
+        import json
+
+        values = dict(zip(AUDIT_COLUMNS.replace(" ", "").split(","), self.as_row(), strict=True))
+        handle = values["subject_handle"]
+        values["subject_handle"] = None if handle is None else bytes(handle).hex()
+        return json.dumps(values, ensure_ascii=True, sort_keys=True)
+
     @classmethod
     def from_row(cls, values: Sequence[Any]) -> AuditRecord:
         """Inverse of :meth:`as_row` (drivers may return the handle as a memoryview)."""
@@ -167,6 +177,12 @@ class AuditRepository(Protocol):
 
     async def append(self, records: Sequence[AuditRecord]) -> None:
         """Store a batch (all or nothing)."""
+
+    async def dead_letter(self, record: AuditRecord, *, error: str, now_ms: int) -> None:
+        """Set aside a record the database refused for its content (stored escaped)."""
+
+    async def dead_letters(self) -> list[str]:
+        """The set-aside records (JSON text), oldest first (operators, tests)."""
 
     async def for_subject(
         self, handle: bytes, *, limit: int, before_id: int | None = None

@@ -530,6 +530,22 @@ class _Audit:
 
         await self._db.run(op)
 
+    async def dead_letter(self, record: AuditRecord, *, error: str, now_ms: int) -> None:
+        async def op(conn: Any) -> None:
+            await conn.execute(
+                "INSERT INTO audit_dead_letter (failed_at_ms, error, record) VALUES ($1, $2, $3)",
+                now_ms, error.replace("\x00", "\\0")[:500], record.as_json(),
+            )
+
+        await self._db.run(op)
+
+    async def dead_letters(self) -> list[str]:
+        async def op(conn: Any) -> list[str]:
+            rows = await conn.fetch("SELECT record FROM audit_dead_letter ORDER BY id")
+            return [r["record"] for r in rows]
+
+        return await self._db.run(op)
+
     async def for_subject(
         self, handle: bytes, *, limit: int, before_id: int | None = None
     ) -> list[AuditEntry]:

@@ -312,6 +312,19 @@ class _Audit:
                 await self._conn.execute("ROLLBACK")
                 raise
 
+    async def dead_letter(self, record: AuditRecord, *, error: str, now_ms: int) -> None:
+        async with self._lock:
+            await self._conn.execute(
+                "INSERT INTO audit_dead_letter (failed_at_ms, error, record) VALUES (?, ?, ?)",
+                (now_ms, error.replace("\x00", "\\0")[:500], record.as_json()),
+            )
+
+    async def dead_letters(self) -> list[str]:
+        async with self._lock, self._conn.execute(
+            "SELECT record FROM audit_dead_letter ORDER BY id"
+        ) as cur:
+            return [row[0] for row in await cur.fetchall()]
+
     async def for_subject(
         self, handle: bytes, *, limit: int, before_id: int | None = None
     ) -> list[AuditEntry]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
 
 from suishen.app.main import create_app
 from suishen.errors import ConfigError
@@ -57,10 +58,12 @@ async def test_keys_are_cacheable(api: Api) -> None:
 async def test_health_ready_metrics_openapi(api: Api) -> None:
     assert (await api.client.get("/healthz")).json() == {"status": "ok"}
     r = await api.client.get("/readyz")
-    assert r.status_code == 200 and r.json()["checks"] == {"database": "ok", "state": "ok"}
+    assert r.status_code == 200
+    assert r.json()["checks"] == {"database": "ok", "state": "ok", "audit": "ok"}
     lib = await api.partner(["library"])
     await api.verify(lib, await api.code("m"), "library")
-    text = (await api.client.get("/metrics")).text
+    assert (await api.client.get("/metrics")).status_code == 404  # own listener now
+    text = generate_latest(api.runtime.metrics.registry).decode()
     assert 'suishen_verifications_total{reason="ok",scene="library"} 1.0' in text
     assert "suishen_request_duration_seconds_bucket" in text
     spec = (await api.client.get("/openapi.json")).json()

@@ -11,6 +11,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from suishen.app.storage.base import Event, StateBackend
 from tests.contract.conftest import StateKit
@@ -237,3 +238,22 @@ async def test_cache_entries_expire(state: StateBackend) -> None:
 
 async def test_ping(state: StateBackend) -> None:
     await state.ping()
+
+
+# --- issue 8 item 3: durable single use for the embedded default ----------------------------
+async def test_single_use_survives_reopening_the_embedded_state(tmp_path: Path) -> None:
+    from suishen.app.storage.memory import MemoryState
+
+    now = [1_800_000_000.0]
+    path = tmp_path / "single-use.sqlite3"
+    first = MemoryState(single_use_path=path, clock=lambda: now[0])
+    assert await first.first_use(b"kid|cti-1", ttl_seconds=60) is True
+    assert await first.first_use(b"kid|cti-1", ttl_seconds=60) is False
+    await first.close()
+    second = MemoryState(single_use_path=path, clock=lambda: now[0])
+    assert await second.first_use(b"kid|cti-1", ttl_seconds=60) is False
+    assert await second.first_use(b"kid|cti-2", ttl_seconds=60) is True
+    now[0] += 61  # expired entries are forgotten (and pruned)
+    assert await second.first_use(b"kid|cti-1", ttl_seconds=60) is True
+    assert second._durable is not None and second._durable.prune(int(now[0]) + 61) == 2
+    await second.close()

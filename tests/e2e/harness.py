@@ -32,6 +32,8 @@ class Server:
     def __init__(self, data_dir: Path, **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.metrics_port = free_port()
+        self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         self.log_path = data_dir / f"server-{self.port}.log"
         base = {k: v for k, v in os.environ.items() if not k.startswith("SUISHEN_")}
         self.env = {
@@ -40,6 +42,7 @@ class Server:
             "SUISHEN_ADMIN_TOKEN": ADMIN_TOKEN,
             "SUISHEN_KEY_ENCRYPTION_KEY": KEK,
             "SUISHEN_LOG_LEVEL": "info",
+            "SUISHEN_METRICS_PORT": str(self.metrics_port),
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None

@@ -145,8 +145,22 @@ def test_key_rotation_through_one_published_by_the_other(cluster: tuple[Server, 
 def test_cluster_is_ready_and_observable(cluster: tuple[Server, Server]) -> None:
     for srv in cluster:
         r = httpx.get(srv.url + "/readyz")
-        assert r.json() == {"status": "ready", "checks": {"database": "ok", "state": "ok"}}
-        metrics = httpx.get(srv.url + "/metrics").text
+        checks = {"database": "ok", "state": "ok", "audit": "ok"}
+        assert r.json() == {"status": "ready", "checks": checks}
+        assert httpx.get(srv.url + "/metrics").status_code == 404  # not on the public port
+        metrics = _eventually_text(srv.metrics_url, 'suishen_db_pool_connections{state="max"}')
         assert 'suishen_db_pool_connections{state="max"} 10.0' in metrics
         assert 'suishen_db_pool_connections{state="size"}' in metrics
         assert "suishen_events_applied_total" in metrics
+
+
+def _eventually_text(url: str, needle: str, timeout: float = 5.0) -> str:
+    """The metrics text once it shows ``needle`` (gauges are refreshed every second)."""
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        text = httpx.get(url).text
+        if needle in text:
+            break
+        time.sleep(0.2)
+    return text
