@@ -12,17 +12,15 @@ from typing import Any
 
 import httpx
 import pytest
+import schemathesis  # a pinned test dependency: never skipped
+import uvicorn
+from hypothesis import HealthCheck, given, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-schemathesis = pytest.importorskip("schemathesis")
-uvicorn = pytest.importorskip("uvicorn")
-
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from schemathesis.specs.openapi.checks import positive_data_acceptance  # noqa: E402
-
-from suishen.app.deps import FailureThrottle  # noqa: E402
-from suishen.app.main import create_app  # noqa: E402
-from tests.api.conftest import ADMIN_TOKEN, make_settings  # noqa: E402
-from tests.contract.servers import free_port  # noqa: E402
+from suishen.app.deps import FailureThrottle
+from suishen.app.main import create_app
+from tests.api.conftest import ADMIN_TOKEN, make_settings
+from tests.contract.servers import free_port
 
 
 @pytest.fixture(scope="module")
