@@ -1,0 +1,134 @@
+"""Trust-bundle size at city scale (SPEC.md §6.1, issue 9 item 4).
+
+Builds, with the project's own codec and signing code, the signed bundle a gate needs
+for the next 24 hours and a signed one-minute delta carrying device revocations, for a
+city of ``--citizens`` with one device each, hourly credentials for ``--days`` days and
+``--revoked`` of them revoked or suspended, and prints their sizes against the budgets
+(bundle ≤ 2 MB, delta ≤ 16 KB) and the build time::
+
+    .venv/bin/python benchmarks/bundle_size.py                # 34 million citizens
+    .venv/bin/python benchmarks/bundle_size.py --citizens 100000   # a quick run
+
+Model: each slot has its own status list of ``ceil(citizens × 1.25)`` indices (room to
+allocate random indices without long searches); a revoked or suspended citizen has the
+bit of their credential set in every slot; the gate's horizon is the slot it is in plus
+the next 24 (25 lists: it may be anywhere within the current hour). A device
+revocation flips one index in each of the horizon's slots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+
+from suishen.codecs import bundle as codec
+from suishen.codecs.statuslist import StatusList
+from suishen.keys import bundle as signing
+from suishen.keys.algorithms import Alg, PrivateKey
+
+BUNDLE_BUDGET = 2 * 1000 * 1000
+DELTA_BUDGET = 16 * 1000
+SLOT = 3600
+T0 = 1_800_000_000
+
+
+def keys_section(n: int = 3) -> tuple[codec.BundleKey, ...]:
+    out = []
+    for i in range(n):
+        key = PrivateKey.generate(Alg.EDDSA)
+        out.append(
+            codec.BundleKey(
+                kid=key.public().kid_bytes(),
+                alg=key.alg.cose,
+                pub=key.public().raw,
+                nbf=T0 - 86_400 * (i + 1),
+                exp=None if i == 0 else T0 + 86_400 * 3,
+                state="active" if i == 0 else "retired",
+            )
+        )
+    return tuple(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--citizens", type=int, default=34_000_000)
+    parser.add_argument("--revoked", type=float, default=0.001, help="fraction revoked")
+    parser.add_argument("--days", type=int, default=3, help="days of credentials issued")
+    parser.add_argument("--horizon-hours", type=int, default=24)
+    parser.add_argument("--delta-revocations", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)  # noqa: S311 - reproducible synthetic data, not secrets
+    size = math.ceil(args.citizens * 1.25)
+    slots = args.horizon_hours + 1
+    revoked = round(args.citizens * args.revoked)
+    anchor = PrivateKey.generate(Alg.EDDSA)
+    anchor_kid = anchor.public().kid_bytes()
+    keys = keys_section()
+
+    started = time.perf_counter()
+    lists: dict[int, codec.SlotList] = {}
+    for k in range(slots):
+        status = StatusList(size=size)
+        status.set_many(rng.sample(range(size), revoked))
+        lists[T0 + k * SLOT] = codec.SlotList(size=size, lst=status.compress())
+    full = codec.Bundle(
+        typ=codec.TYP_BUNDLE,
+        version=1000,
+        issued_at=T0,
+        refresh_after=T0 + 900,
+        expires_at=T0 + 86_400,
+        slot_seconds=SLOT,
+        keys=keys,
+        lists=lists,
+    )
+    signed_full = signing.sign(anchor, anchor_kid, full)
+    build_seconds = time.perf_counter() - started
+
+    flips = {
+        T0 + k * SLOT: tuple(sorted(rng.sample(range(size), args.delta_revocations)))
+        for k in range(slots)
+    }
+    delta = codec.Bundle(
+        typ=codec.TYP_DELTA,
+        version=1001,
+        since=1000,
+        issued_at=T0 + 60,
+        refresh_after=T0 + 960,
+        expires_at=T0 + 86_460,
+        slot_seconds=SLOT,
+        keys=keys,
+        lists={},
+        flips=flips,
+    )
+    signed_delta = signing.sign(anchor, anchor_kid, delta)
+    started = time.perf_counter()
+    opened = signing.open_signed(signed_full, {anchor_kid: anchor.public()})
+    sum(1 for _ in opened.lists)
+    verify_seconds = time.perf_counter() - started
+
+    report = {
+        "citizens": args.citizens,
+        "credentials_issued_per_citizen": args.days * 24,
+        "revoked_or_suspended": revoked,
+        "list_size_per_slot": size,
+        "slots_in_gate_bundle": slots,
+        "bundle_bytes": len(signed_full),
+        "bundle_budget_bytes": BUNDLE_BUDGET,
+        "bundle_ratio_to_budget": round(len(signed_full) / BUNDLE_BUDGET, 3),
+        "bytes_per_revoked_credential": round(len(signed_full) / (revoked * slots), 2),
+        "delta_device_revocations": args.delta_revocations,
+        "delta_bytes": len(signed_delta),
+        "delta_budget_bytes": DELTA_BUDGET,
+        "delta_ratio_to_budget": round(len(signed_delta) / DELTA_BUDGET, 3),
+        "build_seconds": round(build_seconds, 2),
+        "gate_verify_decode_seconds": round(verify_seconds, 3),
+    }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
