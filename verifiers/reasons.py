@@ -27,3 +27,6 @@ class Reason(StrEnum):
     REVOKED = "revoked"
     REPLAYED = "replayed"
     SCENE_NOT_ALLOWED = "scene_not_allowed"
+    # An offline gate whose trust bundle is past its hard expiry, or does not cover the
+    # credential's slot, and fails closed (SPEC §6.1).
+    TRUST_EXPIRED = "trust_expired"
