@@ -11,15 +11,89 @@ key is refused.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from suishen.codecs import bundle as codec
 from suishen.codecs import cbor, cose
+from suishen.codecs.statuslist import StatusList
 from suishen.errors import CodecError
 from suishen.keys.algorithms import Alg, PrivateKey, PublicKey, UnsupportedAlgorithm
 
 BUNDLE_AAD = b"SC1 trust bundle"
 MAX_BUNDLE_BYTES = 32 * 1024 * 1024
+DEFAULT_HORIZON = 86_400
+DEFAULT_REFRESH = 900
+DEFAULT_LIFETIME = 86_400
+
+
+def horizon_slots(now: int, slot_seconds: int, horizon: int = DEFAULT_HORIZON) -> list[int]:
+    """The slot starts a gate needs at ``now``: the current slot and those starting
+    within ``horizon`` seconds."""
+    first = now - now % slot_seconds
+    return list(range(first, now + horizon + 1, slot_seconds))
+
+
+def build(
+    *,
+    version: int,
+    now: int,
+    keys: Iterable[codec.BundleKey],
+    slot_seconds: int,
+    list_sizes: Mapping[int, int],
+    revoked: Mapping[int, Iterable[int]],
+    horizon: int = DEFAULT_HORIZON,
+    refresh: int = DEFAULT_REFRESH,
+    lifetime: int = DEFAULT_LIFETIME,
+) -> codec.Bundle:
+    """A full bundle for the slots of :func:`horizon_slots` (those with a list size):
+    ``list_sizes`` and ``revoked`` map slot starts to the size of the slot's status list
+    and its revoked indices."""
+    lists = {}
+    for slot in horizon_slots(now, slot_seconds, horizon):
+        size = list_sizes.get(slot)
+        if not size:
+            continue
+        status = StatusList(size=size)
+        status.set_many(revoked.get(slot, ()))
+        lists[slot] = codec.SlotList(size=size, lst=status.compress())
+    return codec.Bundle(
+        typ=codec.TYP_BUNDLE,
+        version=version,
+        issued_at=now,
+        refresh_after=now + refresh,
+        expires_at=now + lifetime,
+        slot_seconds=slot_seconds,
+        keys=tuple(keys),
+        lists=lists,
+    )
+
+
+def delta(
+    full: codec.Bundle,
+    *,
+    since: codec.Bundle,
+    flips: Mapping[int, Iterable[int]],
+) -> codec.Bundle:
+    """The delta from ``since`` to ``full`` (both built by :func:`build`): lists of the
+    slots ``since`` lacks, and ``flips`` (slot -> indices revoked after ``since``) for
+    the slots it holds. The caller compares sizes and serves ``full`` when the delta is
+    not smaller."""
+    new_lists = {s: lst for s, lst in full.lists.items() if s not in since.lists}
+    held_flips = {
+        s: tuple(sorted(set(ix))) for s, ix in flips.items() if s in since.lists and s in full.lists
+    }
+    return codec.Bundle(
+        typ=codec.TYP_DELTA,
+        version=full.version,
+        since=since.version,
+        issued_at=full.issued_at,
+        refresh_after=full.refresh_after,
+        expires_at=full.expires_at,
+        slot_seconds=full.slot_seconds,
+        keys=full.keys,
+        lists=new_lists,
+        flips={s: ix for s, ix in held_flips.items() if ix},
+    )
 
 
 class UntrustedBundle(codec.BundleError):

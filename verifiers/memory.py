@@ -54,6 +54,19 @@ class InMemoryReplay:
             heapq.heappush(self._expiry, (expires_at, key))
             return True
 
+    def export(self) -> list[tuple[bytes, int]]:
+        """Every remembered key with its expiry (for a gate's state file)."""
+        with self._lock:
+            return list(self._seen.items())
+
+    def restore(self, entries: Iterable[tuple[bytes, int]], *, now: int) -> None:
+        """Remember ``entries`` (from :meth:`export`) again, dropping expired ones."""
+        with self._lock:
+            for key, expires_at in entries:
+                if expires_at >= now and key not in self._seen and len(self._seen) < self._max:
+                    self._seen[key] = expires_at
+                    heapq.heappush(self._expiry, (expires_at, key))
+
     def _purge(self, now: int) -> None:
         expiry, seen = self._expiry, self._seen
         while expiry and expiry[0][0] < now:
