@@ -23,9 +23,9 @@ import json
 import math
 import random
 import time
+from dataclasses import replace
 
 from suishen.codecs import bundle as codec
-from suishen.codecs.statuslist import StatusList
 from suishen.keys import bundle as signing
 from suishen.keys.algorithms import Alg, PrivateKey
 
@@ -63,47 +63,32 @@ def main() -> None:
     args = parser.parse_args()
     rng = random.Random(args.seed)  # noqa: S311 - reproducible synthetic data, not secrets
     size = math.ceil(args.citizens * 1.25)
-    slots = args.horizon_hours + 1
     revoked = round(args.citizens * args.revoked)
     anchor = PrivateKey.generate(Alg.EDDSA)
     anchor_kid = anchor.public().kid_bytes()
     keys = keys_section()
 
+    slot_starts = signing.horizon_slots(T0 + SLOT // 2, SLOT, args.horizon_hours * SLOT)
+    revoked_by_slot = {slot: rng.sample(range(size), revoked) for slot in slot_starts}
     started = time.perf_counter()
-    lists: dict[int, codec.SlotList] = {}
-    for k in range(slots):
-        status = StatusList(size=size)
-        status.set_many(rng.sample(range(size), revoked))
-        lists[T0 + k * SLOT] = codec.SlotList(size=size, lst=status.compress())
-    full = codec.Bundle(
-        typ=codec.TYP_BUNDLE,
+    full = signing.build(
         version=1000,
-        issued_at=T0,
-        refresh_after=T0 + 900,
-        expires_at=T0 + 86_400,
-        slot_seconds=SLOT,
+        now=T0 + SLOT // 2,  # mid-slot: the current slot and the next 24 are needed
         keys=keys,
-        lists=lists,
+        slot_seconds=SLOT,
+        list_sizes=dict.fromkeys(slot_starts, size),
+        revoked=revoked_by_slot,
+        horizon=args.horizon_hours * SLOT,
     )
     signed_full = signing.sign(anchor, anchor_kid, full)
     build_seconds = time.perf_counter() - started
 
-    flips = {
-        T0 + k * SLOT: tuple(sorted(rng.sample(range(size), args.delta_revocations)))
-        for k in range(slots)
-    }
-    delta = codec.Bundle(
-        typ=codec.TYP_DELTA,
-        version=1001,
-        since=1000,
-        issued_at=T0 + 60,
-        refresh_after=T0 + 960,
-        expires_at=T0 + 86_460,
-        slot_seconds=SLOT,
-        keys=keys,
-        lists={},
-        flips=flips,
-    )
+    # One minute later: the same slots, plus a device revocation flips one index of
+    # each device's credential in every slot the gate holds.
+    later = replace(full, version=1001, issued_at=full.issued_at + 60,
+                    refresh_after=full.refresh_after + 60, expires_at=full.expires_at + 60)
+    flips = {slot: rng.sample(range(size), args.delta_revocations) for slot in slot_starts}
+    delta = signing.delta(later, since=full, flips=flips)
     signed_delta = signing.sign(anchor, anchor_kid, delta)
     started = time.perf_counter()
     opened = signing.open_signed(signed_full, {anchor_kid: anchor.public()})
@@ -115,11 +100,11 @@ def main() -> None:
         "credentials_issued_per_citizen": args.days * 24,
         "revoked_or_suspended": revoked,
         "list_size_per_slot": size,
-        "slots_in_gate_bundle": slots,
+        "slots_in_gate_bundle": len(full.lists),
         "bundle_bytes": len(signed_full),
         "bundle_budget_bytes": BUNDLE_BUDGET,
         "bundle_ratio_to_budget": round(len(signed_full) / BUNDLE_BUDGET, 3),
-        "bytes_per_revoked_credential": round(len(signed_full) / (revoked * slots), 2),
+        "bytes_per_revoked_credential": round(len(signed_full) / (revoked * len(full.lists)), 2),
         "delta_device_revocations": args.delta_revocations,
         "delta_bytes": len(signed_delta),
         "delta_budget_bytes": DELTA_BUDGET,
