@@ -19,7 +19,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from suishen.app.problems import HTTPProblem, problem_response
+from suishen.app.problems import from_exception, problem_response
+from suishen.errors import BodyTooLarge
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
@@ -155,20 +156,20 @@ class EdgeMiddleware:
                     declared = int(length)
                 except ValueError:
                     declared = -1
-                if declared < 0 or declared > self.max_body:
-                    status = 413 if declared > self.max_body else 400
-                    detail = (f"request body larger than {self.max_body} bytes"
-                              if status == 413 else "invalid Content-Length")
-                    await problem_response(status, detail)(scope, receive, send_wrapper)
+                if declared > self.max_body:
+                    too_large = BodyTooLarge(f"request body larger than {self.max_body} bytes")
+                    await from_exception(too_large)(scope, receive, send_wrapper)
+                    return
+                if declared < 0:  # HTTP framing, not a domain error
+                    await problem_response(400, "invalid Content-Length")(
+                        scope, receive, send_wrapper)
                     return
                 await self.app(scope, receive, send_wrapper)
             else:
                 await self.app(scope, self._limited(receive), send_wrapper)
-        except BodyTooLarge:
+        except BodyTooLarge as exc:
             if not status_holder[1]:
-                await problem_response(413, f"request body larger than {self.max_body} bytes")(
-                    scope, receive, send_wrapper
-                )
+                await from_exception(exc)(scope, receive, send_wrapper)
         finally:
             elapsed = time.perf_counter() - started
             path = self.route or getattr(scope.get("route"), "path", "unmatched")
@@ -191,11 +192,8 @@ class EdgeMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise BodyTooLarge(413, f"request body larger than {limit} bytes")
+                    raise BodyTooLarge(f"request body larger than {limit} bytes")
             return message
 
         return wrapped
 
-
-class BodyTooLarge(HTTPProblem):
-    """Raised while reading a body that grows past the limit (no Content-Length)."""

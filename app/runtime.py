@@ -26,6 +26,7 @@ from suishen.app.clock import SYSTEM_CLOCK, Clock
 from suishen.app.devsecrets import resolve_admin_token, resolve_kek
 from suishen.app.observability import Metrics
 from suishen.app.services.audit import AuditWriter
+from suishen.app.services.issuance import IssuanceService
 from suishen.app.services.keys import CODES, TOKENS, KeyManager, KeyView
 from suishen.app.services.partners import PartnerService
 from suishen.app.services.ratelimit import RateLimiter
@@ -58,16 +59,13 @@ class Runtime:
     partners: PartnerService
     audit: AuditWriter
     verifier: VerifyService
+    issuance: IssuanceService
     partner_tokens: PartnerTokens
     citizen_auth: CitizenAuth
     admin_token: str
     dev_idp: DevIdentityProvider | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     clock: Clock = SYSTEM_CLOCK
-    limiter: RateLimiter = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.limiter = RateLimiter(self.state, self.metrics)
 
     async def start(self) -> None:
         """Subscribe to the change feed and start background work."""
@@ -128,10 +126,6 @@ class Runtime:
             await asyncio.sleep(interval)
             with contextlib.suppress(BackendUnavailable):
                 await self._resync()
-
-    async def rate_limit(self, client_id: str, *, per_second: int, now: float) -> float:
-        """Take one request from a partner's shared budget (see :class:`RateLimiter`)."""
-        return await self.limiter.take(client_id, per_second=per_second, now=now)
 
     def now(self) -> float:
         """The clock (one place, so tests and benchmarks see what the service sees)."""
@@ -213,8 +207,11 @@ async def build_runtime(
         state=state,
         audit=audit,
         metrics=metrics,
+        limiter=RateLimiter(state, metrics),
+        default_rate_per_second=settings.default_rate_limit_per_second,
         skew=settings.clock_skew_seconds,
         fallback_local=settings.single_use_when_redis_down == "local",
+        clock=clock,
     )
     runtime = Runtime(
         settings=settings,
@@ -227,6 +224,8 @@ async def build_runtime(
         clock=clock,
         audit=audit,
         verifier=verifier,
+        issuance=IssuanceService(keys=keys, subjects=subjects, metrics=metrics,
+                                 ttl_seconds=settings.code_ttl_seconds, clock=clock),
         partner_tokens=partner_tokens,
         citizen_auth=CitizenAuth(validators),
         admin_token=admin_token,
