@@ -7,6 +7,7 @@ not a task per request, because ``POST /v1/verify`` runs under a tight budget.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import json
 import logging
@@ -14,7 +15,7 @@ import os
 import re
 import sys
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -104,6 +105,56 @@ class Metrics:
                           ["state"], registry=r, multiprocess_mode="livesum")
         self.events = Counter("suishen_events_applied", "Change-feed events applied",
                               ["kind"], registry=r)
+
+
+class _AuditQueue(Protocol):
+    @property
+    def pending(self) -> int: ...
+
+    def health(self) -> str: ...
+
+
+class GaugeLoop:
+    """Sets the gauges read at scrape time, once a second. The scrape is served by
+    another listener, possibly another process, so each worker refreshes its own:
+    audit queue depth and oldest age (``audit.health()`` sets the latter), and the
+    database pool when the backend reports ``pool_stats()``."""
+
+    def __init__(self, metrics: Metrics, *, audit: _AuditQueue, db: object,
+                 interval: float = 1.0) -> None:
+        self._metrics = metrics
+        self._audit = audit
+        self._db = db
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def update(self) -> None:
+        """Set every gauge now."""
+        self._metrics.audit_queue.set(self._audit.pending)
+        self._audit.health()
+        stats = getattr(self._db, "pool_stats", None)
+        if callable(stats):
+            for state, value in stats().items():
+                self._metrics.pool.labels(state).set(value)
+
+    def start(self) -> None:
+        """Update the gauges every ``interval`` seconds until :meth:`close`."""
+        self._task = asyncio.create_task(self._loop(), name="metrics-gauges")
+
+    async def close(self) -> None:
+        """Stop updating."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                self.update()
+            except Exception:  # never let a gauge stop the loop; it is logged
+                logging.getLogger("suishen.metrics").exception("metrics gauge update failed")
+            await asyncio.sleep(self._interval)
 
 
 class EdgeMiddleware:

@@ -143,3 +143,31 @@ def test_one_mapping_from_domain_errors_to_problems(
 def test_the_app_layer_has_no_error_outside_the_root() -> None:
     assert not hasattr(problems, "HTTPProblem")
     assert RateLimited("x", retry_after=0).retry_after == 1  # never "retry after 0 s"
+
+
+async def test_event_dispatcher_applies_feed_events(runtime: Runtime) -> None:
+    """Issue 7 item 4: the change feed is dispatched by app/events.py, not the container."""
+    from suishen.app.storage.base import Event
+
+    handle = bytes(16)
+    assert not runtime.subjects.revocations.subject_revoked(handle)
+    await runtime.events.apply(Event("subject", {"handle": handle.hex(), "status": "suspended"}))
+    assert runtime.subjects.revocations.subject_revoked(handle)
+    await runtime.events.apply(Event("subject", {"handle": handle.hex(), "status": "active"}))
+    assert not runtime.subjects.revocations.subject_revoked(handle)
+    await runtime.events.apply(Event("unheard-of", {}))  # counted, ignored
+    counted = runtime.metrics.registry.get_sample_value(
+        "suishen_events_applied_total", {"kind": "unheard-of"})
+    assert counted == 1.0
+    assert not hasattr(runtime, "on_event")
+
+
+def test_services_read_time_only_through_the_injected_clock() -> None:
+    """Issue 7 item 4: one clock. Services and the in-process state never read the wall
+    clock themselves (durations may use ``time.monotonic``)."""
+    root = Path(__file__).resolve().parents[2] / "app"
+    sources = [*sorted((root / "services").glob("*.py")), root / "storage" / "memory.py"]
+    offenders = [p.name for p in sources
+                 if p.name != "keys.py"  # reworked with the key store (item 5): drop then
+                 and ("time.time" in p.read_text() or "from time import" in p.read_text())]
+    assert offenders == []
