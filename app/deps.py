@@ -1,6 +1,6 @@
 """FastAPI dependencies: the runtime, and the three kinds of caller (citizen, partner,
 operator). Token checks live in :mod:`suishen.app.auth`; these only read headers and
-turn failures into 401/403 problems."""
+raise domain errors (:mod:`suishen.app.problems` turns them into problem+json)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,14 @@ from fastapi import Depends, Request
 from fastapi.routing import APIRoute
 from starlette.responses import Response
 
-from suishen.app.auth.errors import AuthError, InvalidCitizenToken
-from suishen.app.problems import HTTPProblem
+from suishen.app.auth.errors import (
+    AuthError,
+    InvalidAdminToken,
+    InvalidCitizenToken,
+    MissingBearerToken,
+)
 from suishen.app.runtime import Runtime
+from suishen.errors import RateLimited
 
 MAX_AUTH_HEADER = 8192
 
@@ -31,15 +36,14 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
 def bearer(header: str | None) -> str:
-    """The token of an ``Authorization: Bearer`` header; 401 otherwise."""
+    """The token of an ``Authorization: Bearer`` header; :class:`MissingBearerToken`
+    otherwise."""
     if not header or len(header) > MAX_AUTH_HEADER:
-        raise HTTPProblem(401, "a bearer token is required", type_="unauthorized",
-                          headers={"WWW-Authenticate": "Bearer"})
+        raise MissingBearerToken()
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
-        raise HTTPProblem(401, "a bearer token is required", type_="unauthorized",
-                          headers={"WWW-Authenticate": "Bearer"})
+        raise MissingBearerToken()
     return token
 
 
@@ -96,9 +100,9 @@ def auth_throttle(request: Request, name: str) -> FailureThrottle:
     return throttles.setdefault(name, FailureThrottle())
 
 
-def throttled(retry_after: int) -> HTTPProblem:
-    return HTTPProblem(429, "too many failed authentications; retry later",
-                       type_="rate-limited", headers={"Retry-After": str(retry_after)})
+def throttled(retry_after: int) -> RateLimited:
+    """The error for an address that failed to authenticate too often."""
+    return RateLimited("too many failed authentications; retry later", retry_after=retry_after)
 
 
 async def operator(request: Request, runtime: RuntimeDep) -> None:
@@ -110,13 +114,12 @@ async def operator(request: Request, runtime: RuntimeDep) -> None:
         raise throttled(wait)
     try:
         token = bearer(request.headers.get("authorization"))
-    except HTTPProblem:
+    except MissingBearerToken:
         throttle.failed(client, now)
         raise
     if not hmac.compare_digest(token.encode(), runtime.admin_token.encode()):
         throttle.failed(client, now)
-        raise HTTPProblem(401, "invalid admin token", type_="unauthorized",
-                          headers={"WWW-Authenticate": "Bearer"})
+        raise InvalidAdminToken()
 
 
 Operator = Depends(operator)

@@ -7,6 +7,7 @@ not a task per request, because ``POST /v1/verify`` runs under a tight budget.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import json
 import logging
@@ -14,12 +15,13 @@ import os
 import re
 import sys
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from suishen.app.problems import HTTPProblem, problem_response
+from suishen.app.problems import from_exception, problem_response
+from suishen.errors import BodyTooLarge
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
@@ -105,6 +107,56 @@ class Metrics:
                               ["kind"], registry=r)
 
 
+class _AuditQueue(Protocol):
+    @property
+    def pending(self) -> int: ...
+
+    def health(self) -> str: ...
+
+
+class GaugeLoop:
+    """Sets the gauges read at scrape time, once a second. The scrape is served by
+    another listener, possibly another process, so each worker refreshes its own:
+    audit queue depth and oldest age (``audit.health()`` sets the latter), and the
+    database pool when the backend reports ``pool_stats()``."""
+
+    def __init__(self, metrics: Metrics, *, audit: _AuditQueue, db: object,
+                 interval: float = 1.0) -> None:
+        self._metrics = metrics
+        self._audit = audit
+        self._db = db
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def update(self) -> None:
+        """Set every gauge now."""
+        self._metrics.audit_queue.set(self._audit.pending)
+        self._audit.health()
+        stats = getattr(self._db, "pool_stats", None)
+        if callable(stats):
+            for state, value in stats().items():
+                self._metrics.pool.labels(state).set(value)
+
+    def start(self) -> None:
+        """Update the gauges every ``interval`` seconds until :meth:`close`."""
+        self._task = asyncio.create_task(self._loop(), name="metrics-gauges")
+
+    async def close(self) -> None:
+        """Stop updating."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                self.update()
+            except Exception:  # never let a gauge stop the loop; it is logged
+                logging.getLogger("suishen.metrics").exception("metrics gauge update failed")
+            await asyncio.sleep(self._interval)
+
+
 class EdgeMiddleware:
     """Request id (``X-Request-ID``), body-size limit (413) and latency metrics."""
 
@@ -155,20 +207,20 @@ class EdgeMiddleware:
                     declared = int(length)
                 except ValueError:
                     declared = -1
-                if declared < 0 or declared > self.max_body:
-                    status = 413 if declared > self.max_body else 400
-                    detail = (f"request body larger than {self.max_body} bytes"
-                              if status == 413 else "invalid Content-Length")
-                    await problem_response(status, detail)(scope, receive, send_wrapper)
+                if declared > self.max_body:
+                    too_large = BodyTooLarge(f"request body larger than {self.max_body} bytes")
+                    await from_exception(too_large)(scope, receive, send_wrapper)
+                    return
+                if declared < 0:  # HTTP framing, not a domain error
+                    await problem_response(400, "invalid Content-Length")(
+                        scope, receive, send_wrapper)
                     return
                 await self.app(scope, receive, send_wrapper)
             else:
                 await self.app(scope, self._limited(receive), send_wrapper)
-        except BodyTooLarge:
+        except BodyTooLarge as exc:
             if not status_holder[1]:
-                await problem_response(413, f"request body larger than {self.max_body} bytes")(
-                    scope, receive, send_wrapper
-                )
+                await from_exception(exc)(scope, receive, send_wrapper)
         finally:
             elapsed = time.perf_counter() - started
             path = self.route or getattr(scope.get("route"), "path", "unmatched")
@@ -191,11 +243,8 @@ class EdgeMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise BodyTooLarge(413, f"request body larger than {limit} bytes")
+                    raise BodyTooLarge(f"request body larger than {limit} bytes")
             return message
 
         return wrapped
 
-
-class BodyTooLarge(HTTPProblem):
-    """Raised while reading a body that grows past the limit (no Content-Length)."""

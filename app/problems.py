@@ -9,6 +9,7 @@ with a bare 500 problem.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -17,14 +18,21 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from suishen.app.auth.errors import AuthError, InvalidSubject
 from suishen.errors import (
     BackendUnavailable,
+    BodyTooLarge,
     ConfigError,
+    InvalidRequest,
     IssuanceError,
     KeyManagementError,
+    NotFound,
+    RateLimited,
+    SceneNotAllowed,
     SubjectSuspended,
     SuishenError,
     UnknownScene,
+    UnsupportedMediaType,
 )
 
 log = logging.getLogger("suishen.app")
@@ -49,26 +57,6 @@ _TITLES = {
 }
 
 
-class HTTPProblem(Exception):
-    """Raised by route code to answer with a problem (the app layer's own error)."""
-
-    def __init__(
-        self,
-        status: int,
-        detail: str,
-        *,
-        type_: str | None = None,
-        headers: dict[str, str] | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.type = type_
-        self.headers = headers or {}
-        self.extra = extra or {}
-
-
 def problem_response(
     status: int,
     detail: str,
@@ -90,11 +78,42 @@ def problem_response(
                     media_type=PROBLEM_JSON)
 
 
-def from_exception(exc: Exception) -> Response:
-    """Map any exception to a problem response (used by handlers and fast routes)."""
-    if isinstance(exc, HTTPProblem):
-        return problem_response(exc.status, exc.detail, type_=exc.type, headers=exc.headers,
-                                extra=exc.extra)
+_Rule = tuple[int, str | None, Callable[[Any], dict[str, str] | None] | None]
+
+
+def _retry_after(exc: RateLimited) -> dict[str, str]:
+    return {"Retry-After": str(exc.retry_after)}
+
+
+def _bearer(_: object) -> dict[str, str]:
+    return {"WWW-Authenticate": "Bearer"}
+
+
+def _retry_soon(_: object) -> dict[str, str]:
+    return {"Retry-After": "5"}
+
+
+# Domain error -> (status, problem type, headers). The most specific class on the error's
+# MRO wins, so a subclass may have its own rule; a class without one inherits its
+# parent's. This table is the only place where an error becomes an HTTP status.
+_RULES: dict[type[BaseException], _Rule] = {
+    AuthError: (401, "unauthorized", _bearer),
+    InvalidRequest: (422, "validation", None),
+    InvalidSubject: (422, "validation", None),
+    UnknownScene: (422, "unknown-scene", None),
+    UnsupportedMediaType: (415, "unsupported-media-type", None),
+    BodyTooLarge: (413, None, None),
+    NotFound: (404, "not-found", None),
+    RateLimited: (429, "rate-limited", _retry_after),
+    SceneNotAllowed: (403, "scene-forbidden", None),
+    SubjectSuspended: (403, "suspended", None),
+    IssuanceError: (503, "issuance", _retry_soon),
+}
+
+
+def from_exception(exc: BaseException) -> Response:
+    """Map any exception to a problem response: the one mapping, used by FastAPI's
+    exception handlers and by the fast lane alike."""
     if isinstance(exc, SuishenError):
         return _domain(exc)
     log.error("unhandled error", exc_info=exc)
@@ -102,20 +121,16 @@ def from_exception(exc: Exception) -> Response:
 
 
 def _domain(exc: SuishenError) -> Response:
-    from suishen.app.auth.errors import AuthError
-
-    if isinstance(exc, AuthError):
-        return problem_response(401, str(exc) or "authentication failed", type_="unauthorized",
-                                headers={"WWW-Authenticate": "Bearer"})
+    for cls in type(exc).__mro__:
+        rule = _RULES.get(cls)
+        if rule is not None:
+            status, type_, headers = rule
+            return problem_response(status, str(exc) or _TITLES[status], type_=type_,
+                                    headers=headers(exc) if headers else None)
     if isinstance(exc, BackendUnavailable):
+        # the backend's own message may name hosts or paths: not for clients
         return problem_response(503, "a storage backend is unavailable; retry shortly",
                                 type_="unavailable", headers={"Retry-After": "5"})
-    if isinstance(exc, SubjectSuspended):
-        return problem_response(403, str(exc), type_="suspended")
-    if isinstance(exc, UnknownScene):
-        return problem_response(422, str(exc), type_="unknown-scene")
-    if isinstance(exc, IssuanceError):
-        return problem_response(503, str(exc), type_="issuance", headers={"Retry-After": "5"})
     if isinstance(exc, KeyManagementError | ConfigError):
         log.error("key or configuration error: %s", exc)
         return problem_response(500, "the service is misconfigured")
@@ -153,6 +168,5 @@ def install(app: FastAPI) -> None:
 
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
-    app.add_exception_handler(HTTPProblem, on_any)
     app.add_exception_handler(SuishenError, on_any)
     app.add_exception_handler(Exception, on_any)

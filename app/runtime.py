@@ -1,48 +1,36 @@
-"""Everything a running service holds, built from :class:`Settings` — no globals.
+"""The service container: the live components of one API process, wired from
+:class:`Settings` by :func:`build_runtime` — no globals. :meth:`Runtime.start` and
+:meth:`Runtime.close` run in the app's lifespan.
 
-:func:`build_runtime` opens the backends, loads (or creates) key sets and wires the
-services; :meth:`Runtime.start` and :meth:`Runtime.close` run in the app's lifespan.
-
-Where the other jobs live: citizen authentication in :mod:`suishen.app.auth.citizen_auth`,
-the rate-limit fallback in :mod:`suishen.app.services.ratelimit`, development secrets in
-:mod:`suishen.app.devsecrets`, backend factories in :mod:`suishen.app.storage.factory`
-(all re-exported here for existing imports).
+Where the other jobs live: change-feed dispatch in :mod:`suishen.app.events`, gauges in
+:class:`suishen.app.observability.GaugeLoop`, the rate limiter in
+:mod:`suishen.app.services.ratelimit` (owned by the verify service), citizen
+authentication in :mod:`suishen.app.auth.citizen_auth`, development secrets in
+:mod:`suishen.app.devsecrets`, backend factories in :mod:`suishen.app.storage.factory`,
+the clock in :mod:`suishen.app.clock`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from cryptography.hazmat.primitives.asymmetric import ec
-
-from suishen.app.auth.citizen import CitizenTokenValidator, JwksSource
-from suishen.app.auth.citizen_auth import CitizenAuth
+from suishen.app.auth.citizen_auth import CitizenAuth, citizen_auth_for
 from suishen.app.auth.dev_idp import DevIdentityProvider
 from suishen.app.auth.partner_tokens import PartnerTokens
 from suishen.app.clock import SYSTEM_CLOCK, Clock
 from suishen.app.devsecrets import resolve_admin_token, resolve_kek
-from suishen.app.observability import Metrics
+from suishen.app.events import EventDispatcher
+from suishen.app.observability import GaugeLoop, Metrics
 from suishen.app.services.audit import AuditWriter
+from suishen.app.services.issuance import IssuanceService
 from suishen.app.services.keys import CODES, TOKENS, KeyManager, KeyView
 from suishen.app.services.partners import PartnerService
 from suishen.app.services.ratelimit import RateLimiter
 from suishen.app.services.subjects import SubjectService
 from suishen.app.services.verify import VerifyService
 from suishen.app.settings import Settings
-from suishen.app.storage.base import Database, Event, StateBackend
+from suishen.app.storage.base import Database, StateBackend
 from suishen.app.storage.factory import open_database, open_state
-from suishen.errors import BackendUnavailable
-
-__all__ = [
-    "CitizenAuth", "Runtime", "build_runtime", "open_database", "open_state",
-    "resolve_admin_token", "resolve_kek",
-]
-
-log = logging.getLogger("suishen.runtime")
-_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
 @dataclass
@@ -58,80 +46,29 @@ class Runtime:
     partners: PartnerService
     audit: AuditWriter
     verifier: VerifyService
+    issuance: IssuanceService
     partner_tokens: PartnerTokens
     citizen_auth: CitizenAuth
     admin_token: str
+    events: EventDispatcher
+    gauges: GaugeLoop
     dev_idp: DevIdentityProvider | None = None
-    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     clock: Clock = SYSTEM_CLOCK
-    limiter: RateLimiter = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.limiter = RateLimiter(self.state, self.metrics)
 
     async def start(self) -> None:
         """Subscribe to the change feed and start background work."""
-        self.state.subscribe(self.on_event)
+        self.events.start(self.state)
         await self.state.start()
         self.audit.start()
-        self._tasks.append(asyncio.create_task(self._refresh_loop(), name="key-refresh"))
-        self._tasks.append(asyncio.create_task(self._gauge_loop(), name="metrics-gauges"))
-
-    def update_gauges(self) -> None:
-        """Set the gauges read at scrape time (the scrape is served by another listener,
-        possibly another process, so each worker refreshes them itself)."""
-        self.metrics.audit_queue.set(self.audit.pending)
-        self.audit.health()
-        stats = getattr(self.db, "pool_stats", None)
-        if callable(stats):
-            for state, value in stats().items():
-                self.metrics.pool.labels(state).set(value)
-
-    async def _gauge_loop(self) -> None:
-        while True:
-            try:
-                self.update_gauges()
-            except Exception:  # never let a gauge stop the loop; it is logged
-                log.exception("metrics gauge update failed")
-            await asyncio.sleep(1.0)
+        self.gauges.start()
 
     async def close(self) -> None:
-        """Drain the audit queue, stop background work, close the backends."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Stop background work, drain the audit queue, close the backends."""
+        await self.events.close()
+        await self.gauges.close()
         await self.audit.close()
         await self.state.close()
         await self.db.close()
-
-    async def on_event(self, event: Event) -> None:
-        """Apply a change-feed event in this process."""
-        self.metrics.events.labels(event.kind).inc()
-        if event.kind == "subject":
-            await self.subjects.apply(event)
-        elif event.kind == "keys":
-            await self.keys.refresh(event.data.get("name"))
-        elif event.kind == "resync":
-            await self._resync()
-
-    async def _resync(self) -> None:
-        try:
-            await self.keys.refresh()
-            await self.subjects.load_suspended()
-        except BackendUnavailable:
-            log.warning("resync deferred: database unavailable")
-
-    async def _refresh_loop(self) -> None:
-        """Safety net behind the change feed: re-read keys and suspensions periodically."""
-        interval = self.settings.key_refresh_seconds
-        while True:
-            await asyncio.sleep(interval)
-            with contextlib.suppress(BackendUnavailable):
-                await self._resync()
-
-    async def rate_limit(self, client_id: str, *, per_second: int, now: float) -> float:
-        """Take one request from a partner's shared budget (see :class:`RateLimiter`)."""
-        return await self.limiter.take(client_id, per_second=per_second, now=now)
 
     def now(self) -> float:
         """The clock (one place, so tests and benchmarks see what the service sees)."""
@@ -181,40 +118,20 @@ async def build_runtime(
     partner_tokens = PartnerTokens(
         keys.view(TOKENS).keyset, kek, ttl=settings.partner_token_ttl_seconds
     )
-
-    validators = []
-    if settings.idp_configured:
-        assert settings.idp_issuer and settings.idp_audience and settings.idp_jwks
-        validators.append(
-            CitizenTokenValidator(
-                issuer=settings.idp_issuer,
-                audience=settings.idp_audience,
-                jwks=JwksSource(settings.idp_jwks),
-                leeway=settings.clock_skew_seconds,
-            )
-        )
     dev_idp = None
     if not settings.production:
-        # Derived from the KEK so that every development process sharing a database
-        # (and so a KEK) accepts the others' citizen tokens.
-        scalar = int.from_bytes(kek.derive(b"suishen:dev-idp"), "big") % (_P256_ORDER - 1) + 1
-        dev_idp = DevIdentityProvider(ec.derive_private_key(scalar, ec.SECP256R1()))
-        validators.append(
-            CitizenTokenValidator(
-                issuer=dev_idp.issuer,
-                audience=dev_idp.audience,
-                jwks=JwksSource.from_static(dev_idp.jwks()),
-                leeway=settings.clock_skew_seconds,
-            )
-        )
+        dev_idp = DevIdentityProvider.derived(kek.derive(b"suishen:dev-idp"))
     verifier = VerifyService(
         keys=keys,
         subjects=subjects,
         state=state,
         audit=audit,
         metrics=metrics,
+        limiter=RateLimiter(state, metrics),
+        default_rate_per_second=settings.default_rate_limit_per_second,
         skew=settings.clock_skew_seconds,
         fallback_local=settings.single_use_when_redis_down == "local",
+        clock=clock,
     )
     runtime = Runtime(
         settings=settings,
@@ -227,9 +144,14 @@ async def build_runtime(
         clock=clock,
         audit=audit,
         verifier=verifier,
+        issuance=IssuanceService(keys=keys, subjects=subjects, metrics=metrics,
+                                 ttl_seconds=settings.code_ttl_seconds, clock=clock),
         partner_tokens=partner_tokens,
-        citizen_auth=CitizenAuth(validators),
+        citizen_auth=citizen_auth_for(settings, dev_idp),
         admin_token=admin_token,
+        events=EventDispatcher(keys=keys, subjects=subjects, metrics=metrics,
+                               refresh_seconds=settings.key_refresh_seconds),
+        gauges=GaugeLoop(metrics, audit=audit, db=db),
         dev_idp=dev_idp,
     )
 

@@ -12,6 +12,7 @@ import msgspec
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from suishen.verifiers.policy import ATTRIBUTES, SCENES
+from suishen.verifiers.reasons import Reason
 
 Scene = Literal["metro", "bus", "ferry", "hospital", "pharmacy", "library", "venue"]
 Attribute = Literal["name", "medical_insurance_id", "reader_id", "transit_account"]
@@ -58,10 +59,7 @@ class VerifyAnswer(msgspec.Struct, omit_defaults=True):
     """``POST /v1/verify`` answer: 200 for every code the service could judge."""
 
     valid: bool
-    reason: Literal[
-        "ok", "malformed", "unsupported_version", "unknown_key", "bad_signature", "expired",
-        "not_yet_valid", "revoked", "replayed", "scene_not_allowed",
-    ]
+    reason: Reason  # encoded as its value; the schema lists every reason
     verified_at: str
     subject: Annotated[str, msgspec.Meta(description="pairwise pseudonym (valid only)")] | None = (
         None

@@ -117,7 +117,7 @@ def serve(*, host: str | None = None, port: int | None = None, workers: int | No
 
 def migrate() -> list[str]:
     """Apply pending database migrations; returns the names applied now."""
-    from suishen.app.runtime import open_database
+    from suishen.app.storage.factory import open_database
 
     async def run() -> list[str]:
         db = await open_database(Settings())

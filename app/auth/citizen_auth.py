@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from suishen.app.auth.citizen import CitizenTokenValidator
+from suishen.app.auth.citizen import CitizenTokenValidator, JwksSource
+from suishen.app.auth.dev_idp import DevIdentityProvider
 from suishen.app.auth.errors import InvalidCitizenToken
+from suishen.app.settings import Settings
 
 
 class CitizenAuth:
@@ -50,3 +52,22 @@ class CitizenAuth:
                 self._cache.popitem(last=False)
             return sub
         raise error or InvalidCitizenToken("no identity provider is configured")
+
+
+def citizen_auth_for(settings: Settings, dev_idp: DevIdentityProvider | None) -> CitizenAuth:
+    """The citizen authentication ``settings`` describe: the city identity provider
+    when configured, and the development one when given."""
+    validators = []
+    if settings.idp_configured:
+        assert settings.idp_issuer and settings.idp_audience and settings.idp_jwks
+        validators.append(
+            CitizenTokenValidator(
+                issuer=settings.idp_issuer,
+                audience=settings.idp_audience,
+                jwks=JwksSource(settings.idp_jwks),
+                leeway=settings.clock_skew_seconds,
+            )
+        )
+    if dev_idp is not None:
+        validators.append(dev_idp.validator(leeway=settings.clock_skew_seconds))
+    return CitizenAuth(validators)

@@ -30,6 +30,7 @@ from suishen.keys.algorithms import Alg, PublicKey, b64u
 __all__ = ["DevIdentityProvider"]
 
 MAX_TTL: Final = 86_400
+_P256_ORDER: Final = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
 class DevIdentityProvider:
@@ -52,6 +53,16 @@ class DevIdentityProvider:
             "alg": self.algorithm,
             "use": "sig",
         }
+
+    @classmethod
+    def derived(cls, secret: bytes) -> DevIdentityProvider:
+        """The provider whose key is derived from ``secret`` (at least 32 bytes): every
+        development process sharing a database, and so a key-encryption key, accepts
+        the others' citizen tokens."""
+        if len(secret) < 32:
+            raise ValueError("the derivation secret must be at least 32 bytes")
+        scalar = int.from_bytes(secret, "big") % (_P256_ORDER - 1) + 1
+        return cls(ec.derive_private_key(scalar, ec.SECP256R1()))
 
     def __repr__(self) -> str:  # never show key material
         return f"DevIdentityProvider(kid={self.kid!r})"

@@ -15,10 +15,12 @@ from suishen.errors import SuishenError
 
 __all__ = [
     "AuthError",
+    "InvalidAdminToken",
     "InvalidCitizenToken",
     "InvalidClient",
     "InvalidPartnerToken",
     "InvalidSubject",
+    "MissingBearerToken",
 ]
 
 
@@ -31,6 +33,19 @@ class AuthError(SuishenError):
     def __init__(self, detail: str | None = None) -> None:
         self.detail = detail or self.default_detail
         super().__init__(self.detail)
+
+
+class MissingBearerToken(AuthError):
+    """No usable ``Authorization: Bearer`` header (absent, another scheme, empty, or
+    longer than any token we accept)."""
+
+    default_detail = "a bearer token is required"
+
+
+class InvalidAdminToken(AuthError):
+    """A bearer token that is not the operators' admin token."""
+
+    default_detail = "invalid admin token"
 
 
 class InvalidCitizenToken(AuthError):

@@ -9,10 +9,9 @@ from fastapi import APIRouter, Path, Query
 from starlette.responses import Response
 
 from suishen.app.deps import OperatorFirst, RuntimeDep
-from suishen.app.problems import HTTPProblem
 from suishen.app.schemas import PartnerIn, PartnerOut, SubjectIn, SubjectOut
 from suishen.app.storage.base import Subject
-from suishen.errors import KeyManagementError
+from suishen.errors import InvalidRequest, KeyManagementError, NotFound
 from suishen.keys.algorithms import Alg
 from suishen.timefmt import rfc3339
 
@@ -36,7 +35,7 @@ async def put_subject(sub: SubPath, body: SubjectIn, runtime: RuntimeDep) -> Sub
     """Create or update a citizen. A suspension applies to unexpired codes everywhere
     within a second."""
     if not sub.isprintable():
-        raise HTTPProblem(422, "sub must be printable text", type_="validation")
+        raise InvalidRequest("sub must be printable text")
     subject = await runtime.subjects.upsert(
         sub, status=body.status, attributes={str(k): v for k, v in body.attributes.items()}
     )
@@ -48,7 +47,7 @@ async def get_subject(sub: SubPath, runtime: RuntimeDep) -> SubjectOut:
     """Read a citizen back."""
     subject = await runtime.subjects.get(sub)
     if subject is None:
-        raise HTTPProblem(404, "no such subject", type_="not-found")
+        raise NotFound("no such subject")
     return _subject_out(subject)
 
 
@@ -99,6 +98,5 @@ async def revoke_key(
     try:
         keyset = await runtime.keys.revoke(kid, key_set)
     except KeyManagementError:
-        raise HTTPProblem(404, f"no key {kid} in the {key_set} key set",
-                          type_="not-found") from None
+        raise NotFound(f"no key {kid} in the {key_set} key set") from None
     return {"key_set": key_set, "kid": kid, "status": "revoked", "version": keyset.version}

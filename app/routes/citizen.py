@@ -9,7 +9,6 @@ from starlette.responses import Response
 
 from suishen.app.deps import BodyFirst, CitizenSub, RuntimeDep
 from suishen.app.schemas import CodeOut, VerificationItem, VerificationPage
-from suishen.errors import IssuanceError, SubjectSuspended
 from suishen.timefmt import rfc3339
 
 router = APIRouter(tags=["citizens"], route_class=BodyFirst)
@@ -29,17 +28,7 @@ async def issue_code(
 ) -> Response:
     """Issue the citizen's current personal code (``?format=png|svg`` for the QR image,
     with the expiry in ``X-Code-Expires-At``)."""
-    subject = await runtime.subjects.enroll(sub)
-    if subject.suspended:
-        raise SubjectSuspended("this citizen's code is suspended")
-    issuer = runtime.keys.view().issuer
-    if issuer is None:
-        raise IssuanceError("no active signing key; an operator must rotate keys")
-    issued = issuer.issue_personal(
-        subject.handle, now=int(runtime.now()), ttl=runtime.settings.code_ttl_seconds
-    )
-    runtime.subjects.remember(subject)
-    runtime.metrics.codes_issued.inc()
+    issued = await runtime.issuance.issue(sub)
     expires = rfc3339(issued.expires_at)
     if format == "json":
         body = CodeOut(
@@ -71,10 +60,7 @@ async def my_verifications(
 ) -> VerificationPage:
     """Every verification of the citizen's codes, newest first (the right to know who
     read their code). Pass ``next_before`` back as ``before`` for the next page."""
-    subject = await runtime.subjects.get(sub)
-    if subject is None:
-        return VerificationPage(items=[], next_before=None)
-    entries = await runtime.db.audit.for_subject(subject.handle, limit=limit, before_id=before)
+    page = await runtime.subjects.history(sub, limit=limit, before=before)
     items = [
         VerificationItem(
             verified_at=rfc3339(e.record.at_ms / 1000),
@@ -85,7 +71,6 @@ async def my_verifications(
             result=e.record.reason,
             valid=e.record.reason == "ok",
         )
-        for e in entries
+        for e in page.entries
     ]
-    next_before = entries[-1].id if len(entries) == limit else None
-    return VerificationPage(items=items, next_before=next_before)
+    return VerificationPage(items=items, next_before=page.next_before)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from suishen.app.deps import BodyFirst, RuntimeDep
-from suishen.app.problems import HTTPProblem
 from suishen.app.schemas import DevTokenIn, TokenOut
+from suishen.errors import InvalidRequest, NotFound
 
 router = APIRouter(tags=["development"], route_class=BodyFirst)
 
@@ -16,8 +16,8 @@ router = APIRouter(tags=["development"], route_class=BodyFirst)
 async def dev_citizen_token(body: DevTokenIn, runtime: RuntimeDep) -> dict[str, object]:
     """A citizen access token for ``sub``, signed by the development identity provider."""
     if runtime.dev_idp is None:  # pragma: no cover - router not mounted then
-        raise HTTPProblem(404, "not found")
+        raise NotFound("not found")
     try:
         return runtime.dev_idp.issue(body.sub, now=int(runtime.now()))
     except ValueError as exc:
-        raise HTTPProblem(422, str(exc)[:200], type_="validation") from None
+        raise InvalidRequest(str(exc)[:200]) from None

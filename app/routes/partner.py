@@ -8,7 +8,6 @@ schema, :class:`suishen.app.schemas.VerifyBody`, is both enforced and documented
 
 from __future__ import annotations
 
-import math
 from urllib.parse import parse_qs
 
 import msgspec
@@ -20,11 +19,13 @@ from suishen.app.auth.errors import InvalidClient, InvalidPartnerToken
 from suishen.app.auth.partner_tokens import parse_basic_credentials
 from suishen.app.deps import auth_throttle, bearer, client_address
 from suishen.app.observability import request_id_var
-from suishen.app.problems import HTTPProblem, from_exception, problem_response
+from suishen.app.problems import from_exception
 from suishen.app.runtime import Runtime
-from suishen.app.schemas import TokenOut, VerifyBody
+from suishen.app.schemas import TokenOut, VerifyAnswer, VerifyBody
+from suishen.app.services.verify import VerifyOutcome
 from suishen.app.storage.base import Partner
-from suishen.verifiers.policy import SCENES
+from suishen.errors import InvalidRequest, UnsupportedMediaType
+from suishen.timefmt import rfc3339
 
 router = APIRouter(tags=["partners"])
 _decoder = msgspec.json.Decoder(VerifyBody)
@@ -141,44 +142,49 @@ async def judge(
     runtime: Runtime, authorization: str | None, body: bytes, content_type: str | None = None
 ) -> Response | bytes:
     """The verify request itself: JSON bytes of a 200 answer, or a problem response.
-    Order: 401 (token), 415 (not ``application/json``), 422 (body), 403, 429."""
+    Order: 401 (token), 415 (not ``application/json``), 422 (body), then the service's
+    403 (scope, scene) and 429 (rate limit)."""
     try:
         partner, scopes = await authenticate_partner(runtime, authorization)
         media = (content_type or "").split(";")[0].strip().lower()
         if media != "application/json":
-            raise HTTPProblem(415, "the body must be application/json",
-                              type_="unsupported-media-type")
+            raise UnsupportedMediaType("the body must be application/json")
         try:
             req = _decoder.decode(body)
         except msgspec.ValidationError as exc:
-            raise HTTPProblem(422, f"invalid verify request: {exc}"[:300],
-                              type_="validation") from None
+            raise InvalidRequest(f"invalid verify request: {exc}"[:300]) from None
         except (msgspec.DecodeError, UnicodeDecodeError, ValueError):
             # invalid UTF-8 inside a JSON string raises UnicodeDecodeError, not DecodeError
-            raise HTTPProblem(422, "the body is not JSON", type_="validation") from None
-        policy = SCENES[req.scene]  # the Literal type admits only known scenes
-        if f"verify:{req.scene}" not in scopes or req.scene not in partner.scenes:
-            raise HTTPProblem(403, f"this partner is not registered for scene {req.scene}",
-                              type_="scene-forbidden")
-        rate = partner.rate_limit_per_second or runtime.settings.default_rate_limit_per_second
-        now = runtime.now()
-        wait = await runtime.rate_limit(partner.client_id, per_second=rate, now=now)
-        if wait > 0:
-            runtime.metrics.rate_limited.inc()
-            return problem_response(429, "rate limit exceeded", type_="rate-limited",
-                                    headers={"Retry-After": str(max(1, math.ceil(wait)))})
-        answer = await runtime.verifier.verify(
+            raise InvalidRequest("the body is not JSON") from None
+        outcome = await runtime.verifier.judge(
             partner=partner,
-            policy=policy,
+            scopes=scopes,
+            scene=req.scene,
             code=req.code,
             checkpoint=req.checkpoint,
             direction=req.direction,
-            now=now,
             request_id=request_id_var.get(),
         )
     except Exception as exc:  # noqa: BLE001 - every failure becomes problem+json here
         return from_exception(exc)
-    return _encoder.encode(answer)
+    return _encoder.encode(present(outcome))
+
+
+def present(outcome: VerifyOutcome) -> VerifyAnswer:
+    """The SPEC §4 answer for an outcome (RFC 3339 times; absent fields omitted)."""
+    if not outcome.valid:
+        return VerifyAnswer(False, outcome.reason, rfc3339(outcome.verified_at))
+    return VerifyAnswer(
+        True,
+        outcome.reason,
+        rfc3339(outcome.verified_at),
+        subject=outcome.subject,
+        attributes=outcome.attributes,
+        kind=outcome.kind,
+        code_expires_at=None if outcome.code_expires_at is None
+        else rfc3339(outcome.code_expires_at),
+        attributes_unavailable=True if outcome.attributes_unavailable else None,
+    )
 
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]

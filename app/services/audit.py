@@ -26,10 +26,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
+from suishen.app.clock import SYSTEM_CLOCK, Clock
 from suishen.app.observability import Metrics
 from suishen.app.storage.base import AuditRecord, Database
 from suishen.errors import BackendUnavailable, StorageError
@@ -49,7 +49,7 @@ class AuditWriter:
         flush_interval: float,
         max_queue: int,
         stall_after: float = 30.0,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._db = db
         self._metrics = metrics

@@ -3,11 +3,11 @@ in-memory directory for the verify hot path (invalidated by ``partner`` events).
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from suishen.app.auth.errors import InvalidClient
 from suishen.app.auth.partner_tokens import hash_secret, new_client_credentials, verify_secret
+from suishen.app.clock import SYSTEM_CLOCK, Clock
 from suishen.app.storage.base import Database, Event, Partner, StateBackend
 
 
@@ -15,7 +15,7 @@ class PartnerService:
     """Registration and lookup of partners."""
 
     def __init__(
-        self, db: Database, state: StateBackend, *, clock: Callable[[], float] = time.time
+        self, db: Database, state: StateBackend, *, clock: Clock = SYSTEM_CLOCK
     ) -> None:
         self._db = db
         self._state = state

@@ -16,10 +16,18 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from suishen.app.storage.base import Database, Event, HandleTaken, StateBackend, Subject
+from suishen.app.clock import SYSTEM_CLOCK, Clock
+from suishen.app.storage.base import (
+    AuditEntry,
+    Database,
+    Event,
+    HandleTaken,
+    StateBackend,
+    Subject,
+)
 from suishen.codecs.sc1 import HANDLE_BYTES
 from suishen.errors import BackendUnavailable, StorageError
 from suishen.verifiers.memory import InMemoryRevocations
@@ -36,6 +44,15 @@ class CachedSubject:
     attributes: Mapping[str, str]
 
 
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """A page of verifications of one citizen's codes, newest first; ``next_before`` is
+    the cursor of the next page (``None`` on the last one)."""
+
+    entries: list[AuditEntry]
+    next_before: int | None
+
+
 class SubjectService:
     """Enrolment, operator updates and the cached views of citizens."""
 
@@ -46,7 +63,7 @@ class SubjectService:
         *,
         cache_seconds: int,
         local_entries: int = 200_000,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._db = db
         self._state = state
@@ -77,6 +94,16 @@ class SubjectService:
     async def get(self, sub: str) -> Subject | None:
         """The citizen ``sub`` as stored."""
         return await self._db.subjects.get(sub)
+
+    async def history(self, sub: str, *, limit: int, before: int | None) -> HistoryPage:
+        """Every verification of the citizen's codes, newest first (the right to know
+        who read their code); an unknown citizen has an empty history."""
+        subject = await self._db.subjects.get(sub)
+        if subject is None:
+            return HistoryPage([], None)
+        entries = await self._db.audit.for_subject(subject.handle, limit=limit,
+                                                   before_id=before)
+        return HistoryPage(entries, entries[-1].id if len(entries) == limit else None)
 
     async def upsert(self, sub: str, *, status: str, attributes: Mapping[str, str]) -> Subject:
         """Create or update a citizen, then make every process apply the change."""

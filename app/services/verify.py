@@ -1,5 +1,7 @@
-"""``POST /v1/verify`` behind the route: the pure pipeline, then single use, subject
-status and attributes, pairwise subject, audit and metrics.
+"""``POST /v1/verify`` behind the route: the request checks (scope, scene, rate limit),
+the pure pipeline, then single use, subject status and attributes, pairwise subject,
+audit and metrics. The result is a :class:`VerifyOutcome` (no JSON, no HTTP): the route
+presents it; refusals are domain errors that :mod:`suishen.app.problems` maps.
 
 Hot-path budget (SPEC §7): for a valid code of a known partner this does no database
 query — keys, the suspended set, the partner and (usually) the citizen's attributes are
@@ -16,19 +18,28 @@ Re-scannable scenes do not need Redis at all (fail open is safe there).
 from __future__ import annotations
 
 import logging
+import math
+from dataclasses import dataclass
 from typing import Any
 
+from suishen.app.clock import SYSTEM_CLOCK, Clock
 from suishen.app.observability import Metrics
 from suishen.app.services.audit import AuditWriter
 from suishen.app.services.keys import KeyManager
+from suishen.app.services.ratelimit import RateLimiter
 from suishen.app.services.subjects import SubjectService
 from suishen.app.storage.base import AuditRecord, Partner, StateBackend
-from suishen.errors import BackendUnavailable
+from suishen.errors import (
+    BackendUnavailable,
+    RateLimited,
+    SceneNotAllowed,
+    ScopeNotAllowed,
+    UnknownScene,
+)
 from suishen.keys.blinding import pairwise_subject
-from suishen.timefmt import rfc3339
-from suishen.verifiers.core import verify
+from suishen.verifiers.core import Decision, verify
 from suishen.verifiers.memory import InMemoryReplay
-from suishen.verifiers.policy import ScenePolicy
+from suishen.verifiers.policy import SCENES, ScenePolicy
 from suishen.verifiers.reasons import Reason
 
 log = logging.getLogger("suishen.verify")
@@ -36,6 +47,23 @@ log = logging.getLogger("suishen.verify")
 
 class SingleUseUnavailable(BackendUnavailable):
     """Single use cannot be checked and the scene fails closed."""
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyOutcome:
+    """The judgement of one code, as the service decided it (times in seconds since the
+    epoch). ``subject``, ``attributes``, ``kind`` and ``code_expires_at`` are set for a
+    valid code only; ``attributes_unavailable`` says the citizen's attributes could not
+    be read (the code itself was judged)."""
+
+    valid: bool
+    reason: Reason
+    verified_at: float
+    subject: str | None = None
+    attributes: dict[str, str] | None = None
+    kind: str | None = None
+    code_expires_at: int | None = None
+    attributes_unavailable: bool = False
 
 
 class VerifyService:
@@ -49,17 +77,60 @@ class VerifyService:
         state: StateBackend,
         audit: AuditWriter,
         metrics: Metrics,
+        limiter: RateLimiter,
+        default_rate_per_second: int,
         skew: int,
         fallback_local: bool,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._keys = keys
         self._subjects = subjects
         self._state = state
         self._audit = audit
         self._metrics = metrics
+        self._limiter = limiter
+        self._default_rate = default_rate_per_second
         self._skew = skew
+        self._clock = clock
         self._local_replay = InMemoryReplay() if fallback_local else None
         self._counted: dict[tuple[str, str], Any] = {}  # labelled counters, looked up once
+
+    async def judge(
+        self,
+        *,
+        partner: Partner,
+        scopes: frozenset[str],
+        scene: str,
+        code: object,
+        checkpoint: str | None,
+        direction: str | None,
+        request_id: str | None,
+    ) -> VerifyOutcome:
+        """Check the request, then judge the code.
+
+        Raises :class:`UnknownScene` for a scene without policy,
+        :class:`ScopeNotAllowed` / :class:`SceneNotAllowed` when the token or the
+        partner's registration does not cover ``scene``, :class:`RateLimited` when the
+        partner's budget is spent, and :class:`SingleUseUnavailable` when a single-use
+        scene cannot be checked.
+        Every code that is judged, valid or not, gives an outcome (and an audit record).
+        """
+        policy = SCENES.get(scene)
+        if policy is None:
+            raise UnknownScene(f"unknown scene {scene}"[:100])
+        if f"verify:{scene}" not in scopes:
+            raise ScopeNotAllowed(f"this partner is not registered for scene {scene}")
+        if scene not in partner.scenes:
+            raise SceneNotAllowed(f"this partner is not registered for scene {scene}")
+        now = self._clock()
+        rate = partner.rate_limit_per_second or self._default_rate
+        wait = await self._limiter.take(partner.client_id, per_second=rate, now=now)
+        if wait > 0:
+            self._metrics.rate_limited.inc()
+            raise RateLimited("rate limit exceeded", retry_after=math.ceil(wait))
+        return await self.verify(partner=partner, policy=policy, code=code,
+                                 checkpoint=checkpoint, direction=direction, now=now,
+                                 request_id=request_id)
 
     async def verify(
         self,
@@ -71,9 +142,17 @@ class VerifyService:
         direction: str | None,
         now: float,
         request_id: str | None,
-    ) -> dict[str, Any]:
-        """Judge one code; the answer is the JSON body of a 200 response."""
-        now_s = int(now)
+    ) -> VerifyOutcome:
+        """Judge one code in ``policy``'s scene at ``now`` (no request checks)."""
+        decision = await self._decide(code, policy, checkpoint, direction, int(now))
+        outcome = await self._outcome(decision, partner, now)
+        self._record(outcome, decision, partner, policy, checkpoint=checkpoint,
+                     direction=direction, request_id=request_id)
+        return outcome
+
+    async def _decide(self, code: object, policy: ScenePolicy, checkpoint: str | None,
+                      direction: str | None, now_s: int) -> Decision:
+        """The pure pipeline, then single use."""
         decision = verify(
             code,
             keys=self._keys.view().keyring,
@@ -88,35 +167,42 @@ class VerifyService:
             ttl = max(1, decision.claims.exp + self._skew - now_s + 1)
             if not await self._first_use(decision.replay_key, ttl, now_s):
                 decision = decision.rejected(Reason.REPLAYED)
+        return decision
 
-        body: dict[str, Any] = {"valid": decision.valid, "reason": decision.reason.value}
+    async def _outcome(self, decision: Decision, partner: Partner, now: float) -> VerifyOutcome:
+        """The citizen's status and attributes for a valid code, and the pairwise subject."""
         handle = decision.subject_handle
-        if decision.valid and handle is not None:
-            unavailable = False
-            try:
-                cached = await self._subjects.lookup(handle)
-            except BackendUnavailable:
-                cached, unavailable = None, True
-                self._metrics.backend_errors.labels("database", "subject_lookup").inc()
-            if (cached is None and not unavailable) or (
-                cached is not None and cached.status != "active"
-            ):
-                # Unknown citizen, or suspended in storage before the event arrived.
-                decision = decision.rejected(Reason.REVOKED)
-                body = {"valid": False, "reason": Reason.REVOKED.value}
-            else:
-                have = cached.attributes if cached is not None else {}
-                body["subject"] = pairwise_subject(
-                    self._keys.pairwise_secret, partner.client_id, handle
-                )
-                body["attributes"] = {k: have[k] for k in partner.attributes if k in have}
-                if unavailable:
-                    body["attributes_unavailable"] = True
-                body["kind"] = decision.kind
-                body["code_expires_at"] = rfc3339(decision.expires_at or 0)
-        body["verified_at"] = rfc3339(now)
+        if not decision.valid or handle is None:
+            return VerifyOutcome(decision.valid, decision.reason, now)
+        unavailable = False
+        try:
+            cached = await self._subjects.lookup(handle)
+        except BackendUnavailable:
+            cached, unavailable = None, True
+            self._metrics.backend_errors.labels("database", "subject_lookup").inc()
+        if (cached is None and not unavailable) or (
+            cached is not None and cached.status != "active"
+        ):
+            # Unknown citizen, or suspended in storage before the event arrived.
+            return VerifyOutcome(False, Reason.REVOKED, now)
+        have = cached.attributes if cached is not None else {}
+        return VerifyOutcome(
+            True,
+            decision.reason,
+            now,
+            subject=pairwise_subject(self._keys.pairwise_secret, partner.client_id, handle),
+            attributes={k: have[k] for k in partner.attributes if k in have},
+            kind=decision.kind,
+            code_expires_at=decision.expires_at or 0,
+            attributes_unavailable=unavailable,
+        )
 
-        label = (policy.name, decision.reason.value)
+    def _record(self, outcome: VerifyOutcome, decision: Decision, partner: Partner,
+                policy: ScenePolicy, *, checkpoint: str | None, direction: str | None,
+                request_id: str | None) -> None:
+        """Metrics and the audit record (queued, not written)."""
+        reason, now = outcome.reason, outcome.verified_at
+        label = (policy.name, reason.value)
         counter = self._counted.get(label)
         if counter is None:
             counter = self._counted[label] = self._metrics.verifications.labels(*label)
@@ -129,13 +215,12 @@ class VerifyService:
                 scene=policy.name,
                 checkpoint=checkpoint,
                 direction=policy.direction_of(direction) or None,
-                reason=decision.reason.value,
-                subject_handle=handle,
+                reason=reason.value,
+                subject_handle=decision.subject_handle,
                 kid=decision.kid,
                 request_id=request_id,
             )
         )
-        return body
 
     async def _first_use(self, key: bytes, ttl: int, now: int) -> bool:
         try:

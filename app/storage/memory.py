@@ -20,9 +20,9 @@ import logging
 import sqlite3
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from pathlib import Path
 
+from suishen.app.clock import SYSTEM_CLOCK, Clock
 from suishen.app.storage.base import Event, EventHandler
 from suishen.verifiers.memory import InMemoryReplay
 
@@ -80,7 +80,7 @@ class MemoryState:
         *,
         cache_entries: int = 100_000,
         single_use_path: Path | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._clock = clock
         self._durable = None if single_use_path is None else SQLiteSingleUse(single_use_path)

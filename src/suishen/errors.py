@@ -42,6 +42,14 @@ class UnknownScene(VerificationError):
     """The scene named in a request has no policy."""
 
 
+class SceneNotAllowed(VerificationError):
+    """The partner is not registered for the scene it asks to verify in."""
+
+
+class ScopeNotAllowed(SceneNotAllowed):
+    """The partner's access token does not carry the scope ``verify:<scene>``."""
+
+
 class IssuanceError(SuishenError):
     """A code cannot be issued (suspended citizen, no signing key, ...)."""
 
@@ -61,3 +69,38 @@ class StorageError(SuishenError):
 
 class BackendUnavailable(StorageError):
     """A storage backend cannot be reached right now; retry later."""
+
+
+# --- requests -------------------------------------------------------------------------
+class RequestError(SuishenError):
+    """A request the service refuses for its form or its volume, before any judgement.
+    ``detail`` is safe to show to the caller (it never echoes the request's values)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class InvalidRequest(RequestError):
+    """The request body or its parameters do not fit the documented schema."""
+
+
+class UnsupportedMediaType(RequestError):
+    """The body is not in the media type the operation takes."""
+
+
+class BodyTooLarge(RequestError):
+    """The body is larger than the configured limit."""
+
+
+class NotFound(RequestError):
+    """The resource the request names does not exist."""
+
+
+class RateLimited(RequestError):
+    """Too many requests from one caller; it may try again after ``retry_after`` seconds
+    (a whole number, at least 1)."""
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = max(1, retry_after)

@@ -1,0 +1,75 @@
+"""The change feed, applied in this process: events published by any process (through
+Redis pub/sub and its stream, or in memory on the embedded default) update the caches
+that the hot path reads — the suspended set and cached attributes (``subject``), the key
+views (``keys``), everything after a gap in the feed (``resync``). A periodic re-read is
+the safety net behind the feed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from suishen.app.observability import Metrics
+from suishen.app.services.keys import KeyManager
+from suishen.app.services.subjects import SubjectService
+from suishen.app.storage.base import Event, StateBackend
+from suishen.errors import BackendUnavailable
+
+log = logging.getLogger("suishen.events")
+
+
+class EventDispatcher:
+    """Routes change-feed events to the services whose caches they invalidate."""
+
+    def __init__(
+        self,
+        *,
+        keys: KeyManager,
+        subjects: SubjectService,
+        metrics: Metrics,
+        refresh_seconds: float,
+    ) -> None:
+        self._keys = keys
+        self._subjects = subjects
+        self._metrics = metrics
+        self._refresh_seconds = refresh_seconds
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, state: StateBackend) -> None:
+        """Receive ``state``'s events from now on and start the periodic re-read.
+        (The backend's own :meth:`~StateBackend.start` opens the feed.)"""
+        state.subscribe(self.apply)
+        self._task = asyncio.create_task(self._refresh_loop(), name="key-refresh")
+
+    async def close(self) -> None:
+        """Stop the periodic re-read."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def apply(self, event: Event) -> None:
+        """Apply one event in this process (unknown kinds are counted and ignored)."""
+        self._metrics.events.labels(event.kind).inc()
+        if event.kind == "subject":
+            await self._subjects.apply(event)
+        elif event.kind == "keys":
+            await self._keys.refresh(event.data.get("name"))
+        elif event.kind == "resync":
+            await self.resync()
+
+    async def resync(self) -> None:
+        """Re-read keys and the suspended set (after a gap in the feed, and periodically)."""
+        try:
+            await self._keys.refresh()
+            await self._subjects.load_suspended()
+        except BackendUnavailable:
+            log.warning("resync deferred: database unavailable")
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._refresh_seconds)
+            with contextlib.suppress(BackendUnavailable):
+                await self.resync()
