@@ -4,8 +4,8 @@ verifies the golden codes offline through the SDK API and the ``suishen`` comman
 
 The wheel is built from a copy of the tree (so the build leaves no ``build/`` or
 ``*.egg-info`` behind) without build isolation, with the setuptools and wheel of the
-test environment; pip resolves the SDK's own dependencies (cryptography, cbor2) as it
-would for a gate vendor.
+test environment; the SDK's dependencies (cryptography, cbor2) come from its hashed lock,
+``requirements/sdk.txt``.
 """
 
 from __future__ import annotations
@@ -95,8 +95,13 @@ def sdk_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (wheel,) = wheels.glob("suishen-*.whl")
     venv = base / "venv"
     _must(_run([sys.executable, "-m", "venv", venv], cwd=base))
-    _must(_run([venv / "bin" / "python", "-m", "pip", "install", "--quiet", wheel],
+    pip = [venv / "bin" / "python", "-m", "pip", "install", "--quiet"]
+    # The SDK's lock first (what a gate vendor pins), then the wheel *with* dependency
+    # resolution: had its metadata asked for more than the lock holds, pip would fetch it
+    # here and the assertions below would see it.
+    _must(_run([*pip, "--require-hashes", "-r", ROOT / "requirements" / "sdk.txt"],
                env=_clean_env(venv), cwd=base, timeout=300))
+    _must(_run([*pip, wheel], env=_clean_env(venv), cwd=base, timeout=300))
     return venv
 
 
