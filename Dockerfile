@@ -6,9 +6,15 @@
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
+# Only the runtime dependencies (the `server` extra), exact versions, every file checked
+# against its hash: no test, lint or load tools in the image. See docs/dependencies.md.
 RUN python -m venv /opt/venv
-COPY requirements.lock ./
-RUN /opt/venv/bin/pip install -r requirements.lock
+COPY requirements/runtime.txt requirements/build.txt ./requirements/
+RUN /opt/venv/bin/pip install --require-hashes --no-deps -r requirements/runtime.txt
+# setuptools and wheel build the wheel in a separate, throw-away venv (locked too), so the
+# runtime venv carries no build tools.
+RUN python -m venv /opt/build \
+ && /opt/build/bin/pip install --require-hashes --no-deps -r requirements/build.txt
 COPY pyproject.toml README.md ./
 COPY src ./src
 COPY app ./app
@@ -16,9 +22,14 @@ COPY codecs ./codecs
 COPY keys ./keys
 COPY verifiers ./verifiers
 COPY sdk ./sdk
-# A regular (non-editable) install: the symlinks in src/suishen are followed and the
-# package is copied into the virtualenv.
-RUN /opt/venv/bin/pip install --no-deps . \
+# A regular (non-editable) install of a wheel: the symlinks in src/suishen are followed
+# and the package is copied into the virtualenv. --no-deps: everything it needs is above;
+# `pip check` fails the build if the lock and pyproject.toml disagree; the setuptools
+# that `python -m venv` seeds is not needed at run time.
+RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation -w /tmp/dist . \
+ && /opt/venv/bin/pip install --no-deps /tmp/dist/suishen-*.whl \
+ && /opt/venv/bin/pip check \
+ && /opt/venv/bin/pip uninstall -q -y setuptools \
  && /opt/venv/bin/python -c "import suishen.app.main, suishen.codecs.sc1"
 
 FROM python:3.11-slim-bookworm AS runtime

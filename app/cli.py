@@ -22,7 +22,10 @@ Adding a command is adding one ``_add_*`` function that builds its subparser and
 registers its handler with ``set_defaults(handler=...)``; a handler takes the parsed
 arguments and returns the exit status. Only the standard library and the pure core are
 imported at start: the QR renderer is imported by ``codes issue`` when it needs it, and
-the service (FastAPI, uvicorn, database drivers) only by the service commands.
+the service (FastAPI, uvicorn, database drivers) only by the service commands. So the
+key and code commands run on the SDK-only install (``pip install suishen``); a command
+that needs an extra that is not installed (``serve`` without ``suishen[server]``, a PNG
+without ``suishen[qr]``) exits 1 naming the ``pip install`` that provides it.
 """
 
 from __future__ import annotations
@@ -97,6 +100,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help(sys.stderr)
             return EXIT_USAGE
         return handler(args)
+    except ModuleNotFoundError as exc:
+        extra = _extra_providing(exc.name)
+        if extra is None:
+            raise
+        # The base install is the SDK alone (SPEC.md section 2): say what to install
+        # rather than show an import traceback.
+        return _fail(f"this command needs the '{extra}' extra, which is not installed "
+                     f"(no module named {exc.name!r}): pip install 'suishen[{extra}]'",
+                     EXIT_FAILURE)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
@@ -109,6 +121,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc) or type(exc).__name__, EXIT_FAILURE)
     except OSError as exc:
         return _fail(_os_error(exc), EXIT_FAILURE)
+
+
+# Top-level modules that only an extra installs (pyproject.toml), and that extra.
+_EXTRA_OF_MODULE = {
+    **dict.fromkeys(("qrcode", "PIL"), "qr"),
+    **dict.fromkeys(("fastapi", "starlette", "uvicorn", "jwt", "redis", "hiredis", "asyncpg",
+                     "msgspec", "aiosqlite", "pydantic", "pydantic_core",
+                     "pydantic_settings", "prometheus_client", "httpx"), "server"),
+}
+
+
+def _extra_providing(module: str | None) -> str | None:
+    """The extra that installs ``module`` (a dotted name), or None if none does."""
+    return _EXTRA_OF_MODULE.get((module or "").partition(".")[0])
 
 
 def build_parser() -> argparse.ArgumentParser:
