@@ -77,7 +77,7 @@ class GateDecision:
         """The JSON object of this decision (``None`` members left out)."""
         # Not dataclasses.asdict: it deep-copies every member (a third of a decision's
         # cost in benchmarks/offline_bench.py).
-        out = {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        out = {name: getattr(self, name) for name in self.__slots__}
         return {k: v for k, v in out.items() if v is not None}
 
 
