@@ -126,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 # Top-level modules that only an extra installs (pyproject.toml), and that extra.
 _EXTRA_OF_MODULE = {
     **dict.fromkeys(("qrcode", "PIL"), "qr"),
+    "zxingcpp": "scan",
     **dict.fromkeys(("fastapi", "starlette", "uvicorn", "jwt", "redis", "hiredis", "asyncpg",
                      "msgspec", "aiosqlite", "pydantic", "pydantic_core",
                      "pydantic_settings", "prometheus_client", "httpx"), "server"),
@@ -162,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_codes_issue(codes_commands)
     _add_codes_verify(codes_commands)
     _add_codes_inspect(codes_commands)
+
+    from suishen.app import cli_offline  # wallet, bundle, gate (SPEC.md section 6.1)
+
+    cli_offline.add_commands(groups)
 
     # --- service commands ------------------------------------------------------------
     # Their handlers import suishen.app.server inside the function: FastAPI, uvicorn

@@ -174,6 +174,13 @@ class PartnerClient:
         answer = self._call("GET", "/v1/trust-bundle", query=query)
         return bytes(answer.body)
 
+    def upload_gate_events(self, events: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """``POST /v1/gate-events``: a batch (at most 1,000) of a gate's offline
+        decisions; idempotent per gate and code, so a retried batch is harmless."""
+        answer = self._call("POST", "/v1/gate-events", json_body={"events": list(events)},
+                            idempotent=True)
+        return dict(answer.json())
+
     def trust_anchor(self) -> dict[str, Any]:
         """The anchor JWK Set (public; no token needed)."""
         return dict(self._http.request("GET", "/v1/trust-anchor").json())

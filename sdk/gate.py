@@ -112,6 +112,19 @@ class Gate:
         """Take a signed bundle or delta (refused: unsigned, rolled back, mismatched)."""
         return self.trust.accept(signed)
 
+    def load_chain(self, chain: Iterable[bytes]) -> codec.Bundle | None:
+        """Take the messages of a bundle file in order; versions already held (or older,
+        from a state file that is ahead of the file) are skipped, anything unsigned or
+        mismatched is refused."""
+        from suishen.verifiers.trust import BundleRollback
+
+        for signed in chain:
+            try:
+                self.trust.accept(signed)
+            except BundleRollback:
+                continue  # the gate's own state is newer than this part of the file
+        return self.trust.bundle
+
     # --- deciding -------------------------------------------------------------------
     def verify(
         self,
@@ -256,6 +269,62 @@ class Gate:
             self.log = list(state["log"])
         except (ValueError, KeyError, TypeError, CodecError) as exc:
             raise VerificationError(f"{path}: not a gate state file ({exc})") from exc
+
+
+# --- bundle files ---------------------------------------------------------------------
+# ``suishen bundle fetch`` keeps what it fetched as a CBOR array of the *signed* messages:
+# a full bundle followed by the deltas applied to it since. A gate verifies every one of
+# them with its anchor, so the file needs no protection of its own; a fetch that gets a
+# full bundle replaces the chain.
+MAX_CHAIN = 1000
+
+
+def read_bundle_file(path: Path) -> list[bytes]:
+    """The signed messages in a bundle file (not verified here)."""
+    from suishen.codecs import cbor
+
+    try:
+        chain = cbor.loads(Path(path).read_bytes(), max_depth=2)
+    except CodecError as exc:
+        raise VerificationError(f"{path}: not a bundle file ({exc})") from exc
+    if (
+        not isinstance(chain, list)
+        or not chain
+        or len(chain) > MAX_CHAIN
+        or not all(isinstance(m, bytes) for m in chain)
+    ):
+        raise VerificationError(f"{path}: not a bundle file (an array of signed bundles)")
+    return chain
+
+
+def write_bundle_file(path: Path, chain: list[bytes]) -> None:
+    """Write a bundle file atomically."""
+    from suishen.codecs import cbor
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(cbor.dumps(list(chain)))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def unverified_state(chain: list[bytes]) -> TrustState:
+    """The trust a chain describes, WITHOUT checking signatures (for ``bundle inspect``
+    and to learn the held version before a fetch — never for decisions)."""
+    state = TrustState(anchors={})
+    for signed in chain:
+        try:
+            payload = cose.decode_sign1(signed).payload
+        except CodecError as exc:
+            raise VerificationError(f"not a signed bundle: {exc}") from exc
+        state.apply(codec.decode(payload))
+    return state
 
 
 def _b64(data: bytes) -> str:
