@@ -106,7 +106,9 @@ def verify(
     except UnsupportedAlgorithm:
         return Decision(Reason.BAD_SIGNATURE, kid=kid_hex)
     message = envelope.message
-    if alg is not key.public.alg or not key.public.verify(
+    # verify_canonical: a high-S ECDSA twin of a genuine code is refused, so one signed
+    # content has one accepted text (issue 8 item 9).
+    if alg is not key.public.alg or not key.public.verify_canonical(
         message.signature, message.to_be_signed()
     ):
         return Decision(Reason.BAD_SIGNATURE, kid=kid_hex)

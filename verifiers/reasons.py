@@ -11,10 +11,10 @@ class Reason(StrEnum):
     Checks run in this order, and the first failure names the reason:
     ``unsupported_version`` (prefix/version) -> ``malformed`` (base45, CBOR, COSE,
     headers) -> ``unknown_key`` (kid not trusted, pending, or outside its window) ->
-    ``revoked`` (key revoked) -> ``bad_signature`` (signature, or an ``alg`` outside the
-    closed list or not matching the key) -> ``malformed`` (claims) -> ``expired`` /
-    ``not_yet_valid`` (with clock skew) -> ``revoked`` (citizen or device) ->
-    ``scene_not_allowed`` -> ``replayed``.
+    ``revoked`` (key revoked) -> ``bad_signature`` (signature, including the high-S twin
+    of an ECDSA signature, or an ``alg`` outside the closed list or not matching the
+    key) -> ``malformed`` (claims) -> ``expired`` / ``not_yet_valid`` (with clock skew)
+    -> ``revoked`` (citizen or device) -> ``scene_not_allowed`` -> ``replayed``.
     """
 
     OK = "ok"

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from suishen.codecs import cbor, cose, sc1
-from suishen.keys.algorithms import Alg, PrivateKey, b64u, b64u_decode
+from suishen.keys.algorithms import P256_ORDER, Alg, PrivateKey, b64u, b64u_decode, low_s
 from suishen.keys.blinding import blind
 from suishen.keys.kek import KeyEncryptionKey
 from suishen.keys.keyring import KeyState
@@ -55,7 +55,6 @@ HANDLE_EDDSA = bytes.fromhex("5c1e0ad0000000000002")
 CTI = {name: hashlib.sha256(b"suishen-test-cti:" + name.encode()).digest()[:8] for name in (
     "es256", "eddsa", "eddsa-long", "variant")}
 
-P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
 # --- keys ------------------------------------------------------------------------------
@@ -76,14 +75,15 @@ class TestKey:
         return self.private.public().kid_bytes()
 
     def sign(self, message: bytes) -> bytes:
-        """Deterministic signature (RFC 8032 for Ed25519, RFC 6979 for ES256)."""
+        """Deterministic signature (RFC 8032 for Ed25519, RFC 6979 for ES256, then
+        normalised to low S as the issuer does)."""
         key = self.private.key
         if isinstance(key, ed25519.Ed25519PrivateKey):
             return key.sign(message)
         assert isinstance(key, ec.EllipticCurvePrivateKey)
         der = key.sign(message, ec.ECDSA(hashes.SHA256(), deterministic_signing=True))
         r, s = decode_dss_signature(der)
-        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        return low_s(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
 
 
 def _derived_private(name: str, alg: Alg) -> PrivateKey:
@@ -357,6 +357,13 @@ def build(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
         text(_replace_signature(good_es, bytes(sig))), "bad_signature")
     tampered = dict(claims)
     tampered[sc1.CLAIM_EXP] = T0 + 86_400
+    high_s = msg_es.signature[:32] + (
+        P256_ORDER - int.from_bytes(msg_es.signature[32:], "big")).to_bytes(32, "big")
+    neg("bad_signature_high_s",
+        "The golden ES256 code with its signature (r, s) replaced by (r, n - s): "
+        "mathematically valid ECDSA, but the high-S twin of the genuine code. Refused so "
+        "that one signed content has exactly one accepted byte form.",
+        text(_replace_signature(good_es, high_s)), "bad_signature")
     neg("bad_signature_tampered_exp",
         "The golden ES256 code with exp moved a day later; the signature is the original.",
         text(_replace_payload(good_es, cbor.dumps(tampered))), "bad_signature")
