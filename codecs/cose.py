@@ -98,11 +98,6 @@ def _bstr_head(length: int) -> bytes:
     return b"\x5b" + length.to_bytes(8, "big")
 
 
-def encode_protected(header: dict[int, Any]) -> bytes:
-    """Serialise a protected header map (empty map -> zero-length string)."""
-    return cbor.dumps(header) if header else b""
-
-
 def encode_sign1(
     protected_raw: bytes, unprotected: dict[Any, Any], payload: bytes, signature: bytes
 ) -> bytes:

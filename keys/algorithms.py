@@ -2,12 +2,28 @@
 
 Only two algorithms exist here, each bound to one key type:
 
-=========  ==========  =========  ==================================================
-JOSE name  COSE alg    key type   signature bytes
-=========  ==========  =========  ==================================================
-EdDSA      -8          Ed25519    64 (RFC 8032)
-ES256      -7          P-256      64: r || s, each 32 bytes big-endian (RFC 9053 §2.1)
-=========  ==========  =========  ==================================================
+=========  ===========  =========  =================================================
+JOSE name  COSE alg     key type   signature bytes
+=========  ===========  =========  =================================================
+EdDSA      -8 (or -19)  Ed25519    64 (RFC 8032)
+ES256      -7 (or -9)   P-256      64: r || s, each 32 bytes big-endian (RFC 9053 §2.1)
+=========  ===========  =========  =================================================
+
+RFC 9864 deprecated the polymorphic identifiers -7 (ES256) and -8 (EdDSA) in favour of
+fully-specified ones: ESP256 (-9, ECDSA with P-256 and SHA-256) and Ed25519 (-19). A
+verifier accepts both spellings of each (:meth:`Alg.from_cose`); both still bind to one
+key type, so ``-19`` on a P-256 key is as wrong as ``-8`` on it. The issuer keeps
+writing -7 and -8 (:attr:`Alg.cose`): every verifier deployed before RFC 9864 knows
+them, and the header is the same size either way.
+
+ECDSA signatures are malleable: if ``(r, s)`` is valid, so is ``(r, n - s)``, which
+would give the same code a second byte form (a second text, a second hash, a second
+entry in anything keyed on the text). :meth:`PrivateKey.sign` therefore always writes
+the *low-S* form (``s <= n/2``, as Bitcoin's BIP 62/146 and libsecp256k1 do), and
+:meth:`PublicKey.verify_canonical` -- what SC1 code verification uses -- refuses the
+high-S twin. :meth:`PublicKey.verify` stays the plain RFC check, for foreign
+signatures (the COSE working group examples) that were never normalised. Ed25519 is
+not malleable this way (RFC 8032 requires ``S < L``; ``cryptography`` enforces it).
 
 There is no "none", no HMAC, and no ES256 with any curve but P-256 (the strict issuer
 profile: a vector that pairs ES512 with P-256 is refused). Anything else is
@@ -59,7 +75,8 @@ class Alg(StrEnum):
 
     @classmethod
     def from_cose(cls, value: object) -> Alg:
-        """Map a COSE ``alg`` header value; raise :class:`UnsupportedAlgorithm` otherwise."""
+        """Map a COSE ``alg`` header value (-7 or -9: ES256, -8 or -19: EdDSA); raise
+        :class:`UnsupportedAlgorithm` for anything else."""
         if isinstance(value, int) and not isinstance(value, bool) and value in _ALG_BY_COSE:
             return _ALG_BY_COSE[value]
         raise UnsupportedAlgorithm(f"COSE algorithm {value!r} is not accepted")
@@ -73,9 +90,14 @@ class Alg(StrEnum):
         raise UnsupportedAlgorithm(f"algorithm {value!r} is not accepted")
 
 
-_COSE_BY_ALG = {Alg.EDDSA: -8, Alg.ES256: -7}
-_ALG_BY_COSE = {v: k for k, v in _COSE_BY_ALG.items()}
+_COSE_BY_ALG = {Alg.EDDSA: -8, Alg.ES256: -7}  # what the issuer writes
+# Closed list of what verifiers accept: the polymorphic identifiers and RFC 9864's
+# fully-specified ones (ESP256 -9, Ed25519 -19), each naming one key type.
+COSE_ESP256, COSE_ED25519 = -9, -19
+_ALG_BY_COSE = {-7: Alg.ES256, COSE_ESP256: Alg.ES256, -8: Alg.EDDSA, COSE_ED25519: Alg.EDDSA}
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+_P256_HALF_ORDER = P256_ORDER // 2
 
 
 def b64u(data: bytes) -> str:
@@ -156,7 +178,9 @@ class PublicKey:
         return self.thumbprint()[:KID_BYTES]
 
     def verify(self, signature: bytes, message: bytes) -> bool:
-        """True when ``signature`` (64 raw bytes) is valid for ``message``."""
+        """True when ``signature`` (64 raw bytes) is valid for ``message``.
+
+        Accepts either form of an ECDSA signature; see :meth:`verify_canonical`."""
         if len(signature) != SIGNATURE_BYTES:
             return False
         try:
@@ -169,6 +193,27 @@ class PublicKey:
         except InvalidSignature:
             return False
         return True
+
+    def verify_canonical(self, signature: bytes, message: bytes) -> bool:
+        """Like :meth:`verify`, but MUST refuse an ECDSA signature whose ``s`` is above
+        half the group order (the malleable twin of a low-S signature), so that one
+        signed content has exactly one valid byte form. What SC1 codes are checked with.
+        """
+        if self.alg is Alg.ES256 and (
+            len(signature) != SIGNATURE_BYTES
+            or int.from_bytes(signature[32:], "big") > _P256_HALF_ORDER
+        ):
+            return False
+        return self.verify(signature, message)
+
+
+def low_s(signature: bytes) -> bytes:
+    """The low-S form of a raw 64-byte P-256 signature ``r || s``: ``s`` replaced by
+    ``n - s`` when ``s > n/2`` (both verify; only the low form is canonical)."""
+    r, s = signature[:32], int.from_bytes(signature[32:], "big")
+    if s > _P256_HALF_ORDER:
+        s = P256_ORDER - s
+    return r + s.to_bytes(32, "big")
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,8 +258,9 @@ class PrivateKey:
         return PublicKey(self.alg, self.key.public_key())
 
     def sign(self, message: bytes) -> bytes:
-        """A 64-byte raw signature."""
+        """A 64-byte raw signature; for ES256 always in low-S form (see the module
+        docstring), so that :meth:`PublicKey.verify_canonical` accepts it."""
         if isinstance(self.key, ed25519.Ed25519PrivateKey):
             return self.key.sign(message)
         r, s = decode_dss_signature(self.key.sign(message, _ECDSA_SHA256))
-        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        return low_s(r.to_bytes(32, "big") + s.to_bytes(32, "big"))

@@ -95,18 +95,20 @@ def verify(
 
     kid_hex = envelope.kid.hex()
     key = keys.get(envelope.kid)
+    # An untrusted kid ends here: nothing below runs without a key we hold, so judging
+    # the claims first never lets an unknown key's code further than `unknown_key`.
     if key is None:
         return Decision(Reason.UNKNOWN_KEY, kid=kid_hex)
     if key.state is KeyState.REVOKED:
         return Decision(Reason.REVOKED, kid=kid_hex)
-    if not key.in_window(now, skew):
-        return Decision(Reason.UNKNOWN_KEY, kid=kid_hex)
     try:
         alg = Alg.from_cose(envelope.alg)
     except UnsupportedAlgorithm:
         return Decision(Reason.BAD_SIGNATURE, kid=kid_hex)
     message = envelope.message
-    if alg is not key.public.alg or not key.public.verify(
+    # verify_canonical: a high-S ECDSA twin of a genuine code is refused, so one signed
+    # content has one accepted text (issue 8 item 9).
+    if alg is not key.public.alg or not key.public.verify_canonical(
         message.signature, message.to_be_signed()
     ):
         return Decision(Reason.BAD_SIGNATURE, kid=kid_hex)
@@ -122,11 +124,19 @@ def verify(
     if key.blinding is not None:
         handle = unblind(claims.sub, key.blinding, iat=claims.iat, cti=claims.cti)
 
+    # Times are judged on the code's own claims (SPEC §4) before the key's window: a
+    # code from the future is `not_yet_valid` even when this verifier's clock has not
+    # reached its key's `not_before` yet (a gate with a slow clock right after a
+    # rotation), and an expired code is `expired` whatever its key did since. Only a
+    # code whose own times are fine is refused for its key's window (`unknown_key`):
+    # a pending key, or a retired one whose overlap has closed.
     reason: Reason | None
     if now > claims.exp + skew:
         reason = Reason.EXPIRED
     elif claims.iat > now + skew:
         reason = Reason.NOT_YET_VALID
+    elif not key.in_window(now, skew):
+        reason = Reason.UNKNOWN_KEY
     elif handle is not None and revocations.subject_revoked(handle):
         reason = Reason.REVOKED
     else:

@@ -10,7 +10,7 @@ outside the pure core.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from suishen.errors import UnknownScene
@@ -72,15 +72,14 @@ class ScenePolicy:
     """A scene: its rule, and whether a code is consumed on first acceptance.
 
     ``transit`` scenes take a direction (``in``/``out``); a missing one counts as ``in``.
-    ``attributes`` names what the scene typically needs, as guidance for registering
-    partners; what a partner actually sees is its registration ∩ the citizen's attributes.
+    (What a partner sees of a citizen is its registration ∩ the citizen's attributes:
+    that is the service's business, not the scene's.)
     """
 
     name: str
     rule: Rule
     single_use: bool
     transit: bool = False
-    attributes: frozenset[str] = field(default_factory=frozenset)
 
     def check(self, presentation: Presentation) -> Reason | None:
         """Apply the scene's rule."""
@@ -103,24 +102,16 @@ class ScenePolicy:
 
 
 _PERSONAL_OR_OFFLINE = AcceptKinds(frozenset({"personal", "offline"}))
+_PERSONAL_ONLY = AcceptKinds(frozenset({"personal"}))  # medical identity: server-signed only
 
 SCENES: dict[str, ScenePolicy] = {
-    "metro": ScenePolicy("metro", AllOf((_PERSONAL_OR_OFFLINE,)), single_use=True, transit=True,
-                         attributes=frozenset({"transit_account"})),
-    "bus": ScenePolicy("bus", AllOf((_PERSONAL_OR_OFFLINE,)), single_use=True, transit=True,
-                       attributes=frozenset({"transit_account"})),
-    "ferry": ScenePolicy("ferry", AllOf((_PERSONAL_OR_OFFLINE,)), single_use=True, transit=True,
-                         attributes=frozenset({"transit_account"})),
-    "venue": ScenePolicy("venue", AllOf((_PERSONAL_OR_OFFLINE,)), single_use=True,
-                         attributes=frozenset({"name"})),
-    "hospital": ScenePolicy("hospital", AllOf((AcceptKinds(frozenset({"personal"})),)),
-                            single_use=False,
-                            attributes=frozenset({"name", "medical_insurance_id"})),
-    "pharmacy": ScenePolicy("pharmacy", AllOf((AcceptKinds(frozenset({"personal"})),)),
-                            single_use=False,
-                            attributes=frozenset({"name", "medical_insurance_id"})),
-    "library": ScenePolicy("library", AllOf((_PERSONAL_OR_OFFLINE,)), single_use=False,
-                           attributes=frozenset({"name", "reader_id"})),
+    "metro": ScenePolicy("metro", AllOf((_PERSONAL_OR_OFFLINE,)), single_use=True, transit=True),
+    "bus": ScenePolicy("bus", AllOf((_PERSONAL_OR_OFFLINE,)), single_use=True, transit=True),
+    "ferry": ScenePolicy("ferry", AllOf((_PERSONAL_OR_OFFLINE,)), single_use=True, transit=True),
+    "venue": ScenePolicy("venue", AllOf((_PERSONAL_OR_OFFLINE,)), single_use=True),
+    "hospital": ScenePolicy("hospital", AllOf((_PERSONAL_ONLY,)), single_use=False),
+    "pharmacy": ScenePolicy("pharmacy", AllOf((_PERSONAL_ONLY,)), single_use=False),
+    "library": ScenePolicy("library", AllOf((_PERSONAL_OR_OFFLINE,)), single_use=False),
 }
 
 ATTRIBUTES = frozenset({"name", "medical_insurance_id", "reader_id", "transit_account"})

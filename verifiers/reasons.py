@@ -10,11 +10,16 @@ class Reason(StrEnum):
 
     Checks run in this order, and the first failure names the reason:
     ``unsupported_version`` (prefix/version) -> ``malformed`` (base45, CBOR, COSE,
-    headers) -> ``unknown_key`` (kid not trusted, pending, or outside its window) ->
-    ``revoked`` (key revoked) -> ``bad_signature`` (signature, or an ``alg`` outside the
-    closed list or not matching the key) -> ``malformed`` (claims) -> ``expired`` /
-    ``not_yet_valid`` (with clock skew) -> ``revoked`` (citizen or device) ->
-    ``scene_not_allowed`` -> ``replayed``.
+    headers) -> ``unknown_key`` (kid not trusted) -> ``revoked`` (key revoked) ->
+    ``bad_signature`` (signature, including the high-S twin of an ECDSA signature, or an
+    ``alg`` outside the closed list or not matching the key) -> ``malformed`` (claims)
+    -> ``expired`` / ``not_yet_valid`` (the code's own ``exp``/``iat``, with clock skew)
+    -> ``unknown_key`` (the key is pending, or outside its validity window at ``now``)
+    -> ``revoked`` (citizen or device) -> ``scene_not_allowed`` -> ``replayed``.
+
+    The time claims are judged before the key's window (SPEC §4): a code from the future
+    is ``not_yet_valid`` even when the verifier's clock is before its key's window.
+    Only a trusted kid with a valid signature gets that far.
     """
 
     OK = "ok"

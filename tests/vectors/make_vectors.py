@@ -34,7 +34,16 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from suishen.codecs import cbor, cose, sc1
-from suishen.keys.algorithms import Alg, PrivateKey, b64u, b64u_decode
+from suishen.keys.algorithms import (
+    COSE_ED25519,
+    COSE_ESP256,
+    P256_ORDER,
+    Alg,
+    PrivateKey,
+    b64u,
+    b64u_decode,
+    low_s,
+)
 from suishen.keys.blinding import blind
 from suishen.keys.kek import KeyEncryptionKey
 from suishen.keys.keyring import KeyState
@@ -55,7 +64,6 @@ HANDLE_EDDSA = bytes.fromhex("5c1e0ad0000000000002")
 CTI = {name: hashlib.sha256(b"suishen-test-cti:" + name.encode()).digest()[:8] for name in (
     "es256", "eddsa", "eddsa-long", "variant")}
 
-P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
 # --- keys ------------------------------------------------------------------------------
@@ -76,14 +84,15 @@ class TestKey:
         return self.private.public().kid_bytes()
 
     def sign(self, message: bytes) -> bytes:
-        """Deterministic signature (RFC 8032 for Ed25519, RFC 6979 for ES256)."""
+        """Deterministic signature (RFC 8032 for Ed25519, RFC 6979 for ES256, then
+        normalised to low S as the issuer does)."""
         key = self.private.key
         if isinstance(key, ed25519.Ed25519PrivateKey):
             return key.sign(message)
         assert isinstance(key, ec.EllipticCurvePrivateKey)
         der = key.sign(message, ec.ECDSA(hashes.SHA256(), deterministic_signing=True))
         r, s = decode_dss_signature(der)
-        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        return low_s(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
 
 
 def _derived_private(name: str, alg: Alg) -> PrivateKey:
@@ -251,11 +260,11 @@ def build(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
     msg_es = cose.decode_sign1(good_es)
     out: dict[str, dict[str, Any]] = {}
 
-    def golden(name: str, key: TestKey, raw: bytes, handle: bytes) -> None:
+    def golden(name: str, key: TestKey, raw: bytes, handle: bytes, note: str = "") -> None:
         claims = sc1.decode_claims(cose.decode_sign1(raw).payload)
         out[f"golden/{name}.json"] = vector(
             f"A valid personal code signed with the {key.alg.value} test key "
-            f"(kid {key.kid.hex()}), presented at a library during its lifetime.",
+            f"(kid {key.kid.hex()}){note}, presented at a library during its lifetime.",
             text(raw), "ok", alg=key.alg.value, kid=key.kid.hex(),
             subject_handle=handle.hex(), iat=claims.iat, exp=claims.exp,
             cti=claims.cti.hex(),
@@ -263,6 +272,12 @@ def build(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
     golden("ok_es256", es, good_es, HANDLE_ES256)
     golden("ok_eddsa", ed, good_ed, HANDLE_EDDSA)
+    # RFC 9864's fully-specified identifiers: verifiers accept them beside -7/-8 (the
+    # issuer keeps writing -7/-8). Same claims as the goldens above, re-signed.
+    golden("ok_esp256", es, cose_bytes(es, claims_map(es, HANDLE_ES256), alg=COSE_ESP256),
+           HANDLE_ES256, note=" under the RFC 9864 identifier ESP256 (-9)")
+    golden("ok_ed25519", ed, cose_bytes(ed, claims_map(ed, HANDLE_EDDSA), alg=COSE_ED25519),
+           HANDLE_EDDSA, note=" under the RFC 9864 identifier Ed25519 (-19)")
 
     def neg(name: str, description: str, code: str, reason: str, **kw: Any) -> None:
         out[f"negative/{name}.json"] = vector(description, code, reason, **kw)
@@ -357,6 +372,13 @@ def build(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
         text(_replace_signature(good_es, bytes(sig))), "bad_signature")
     tampered = dict(claims)
     tampered[sc1.CLAIM_EXP] = T0 + 86_400
+    high_s = msg_es.signature[:32] + (
+        P256_ORDER - int.from_bytes(msg_es.signature[32:], "big")).to_bytes(32, "big")
+    neg("bad_signature_high_s",
+        "The golden ES256 code with its signature (r, s) replaced by (r, n - s): "
+        "mathematically valid ECDSA, but the high-S twin of the genuine code. Refused so "
+        "that one signed content has exactly one accepted byte form.",
+        text(_replace_signature(good_es, high_s)), "bad_signature")
     neg("bad_signature_tampered_exp",
         "The golden ES256 code with exp moved a day later; the signature is the original.",
         text(_replace_payload(good_es, cbor.dumps(tampered))), "bad_signature")
@@ -369,6 +391,15 @@ def build(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "Signed correctly by the trusted ES256 key over a header that claims EdDSA (-8): "
         "the alg must match the key's algorithm, whatever the signature says.",
         text(cose_bytes(es, claims, alg=Alg.EDDSA.cose)), "bad_signature")
+    neg("bad_signature_alg_mismatch_ed25519_on_p256",
+        "Signed correctly by the trusted ES256 (P-256) key over a header with alg "
+        "Ed25519 (-19, RFC 9864): a fully-specified identifier still names one key type, "
+        "and this key is not Ed25519.",
+        text(cose_bytes(es, claims, alg=COSE_ED25519)), "bad_signature")
+    neg("bad_signature_alg_mismatch_esp256_on_ed25519",
+        "Signed correctly by the trusted EdDSA key over a header with alg ESP256 (-9, "
+        "RFC 9864), which names P-256.",
+        text(cose_bytes(ed, claims_map(ed, HANDLE_EDDSA), alg=COSE_ESP256)), "bad_signature")
     neg("bad_signature_alg_unknown",
         "Signed correctly by the trusted ES256 key over a header with alg 0 (reserved; "
         "COSE's nearest thing to 'none'): algorithms outside the closed list are refused.",
