@@ -122,8 +122,8 @@ def _add_verify(doc: dict[str, Any]) -> None:
         "summary": "Verify",
         "operationId": "verify_v1_verify_post",
         "description": "Verify a code at a checkpoint. 200 for every code the service could "
-                       "judge, valid or not; see ``reason``. Single use in metro, bus, ferry "
-                       "and venue scenes.",
+                       "judge, valid or not; see ``reason``. Single use in the scenes "
+                       + ", ".join(name for name, p in SCENES.items() if p.single_use) + ".",
         "requestBody": {"required": True,
                         "content": {"application/json": {"schema": schemas["request"]}}},
         "responses": {

@@ -54,8 +54,8 @@ from urllib.parse import unquote_plus
 import jwt
 from jwt.exceptions import PyJWTError
 
-from suishen.app.auth.citizen import is_valid_subject
 from suishen.app.auth.errors import InvalidClient, InvalidPartnerToken
+from suishen.app.text import is_valid_subject
 from suishen.errors import KeyManagementError
 from suishen.keys.algorithms import b64u, b64u_decode
 from suishen.keys.kek import KeyEncryptionKey

@@ -171,3 +171,12 @@ def test_services_read_time_only_through_the_injected_clock() -> None:
                  if p.name != "keys.py"  # reworked with the key store (item 5): drop then
                  and ("time.time" in p.read_text() or "from time import" in p.read_text())]
     assert offenders == []
+
+
+def test_one_describe_for_backend_errors() -> None:
+    """Issue 7 item 9: one ``describe`` (was three ``_describe`` copies in storage)."""
+    from suishen.errors import describe
+
+    assert describe(ConnectionError("refused\nsecond line")) == "ConnectionError: refused"
+    assert describe(TimeoutError()) == "TimeoutError"
+    assert describe(OSError("   ")) == "OSError"
