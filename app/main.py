@@ -8,7 +8,7 @@ closes the backends. No module-level state: tests build as many apps as they lik
     ┌───────▼────────────────────────────────────────────────────────────┐
     │ EdgeMiddleware (request id, 413, latency)                          │
     │ routes: citizen · partner (/v1/verify fast route) · admin · public │
-    │ services: codes · verify · subjects · partners · keys · audit      │
+    │ services: issuance · verify · subjects · partners · keys · audit   │
     │   └── pure core: verifiers → keys → codecs (no I/O, time as arg)   │
     │ storage: Database (SQLite | PostgreSQL) · State (memory | Redis)   │
     └────────────────────────────────────────────────────────────────────┘
