@@ -49,6 +49,7 @@ from suishen.keys.issuer import MAX_TTL, MIN_TTL
 from suishen.keys.keyring import KeyState
 from suishen.keys.keyset import DEFAULT_ALG, KeySet
 from suishen.timefmt import parse_rfc3339, rfc3339
+from suishen.verifiers.policy import SCENES
 
 PROG = "suishen"
 DEFAULT_SCENE = "library"
@@ -471,7 +472,7 @@ def _add_codes_verify(commands: Any) -> None:
                         help="JWK Set file (suishen keys jwks, GET /v1/keys)")
     parser.add_argument("--scene", default=DEFAULT_SCENE,
                         help=f"checkpoint scene (default {DEFAULT_SCENE}: re-scannable, no "
-                        "direction); metro, bus, ferry, hospital, pharmacy, library, venue")
+                        "direction); " + ", ".join(SCENES))
     parser.add_argument("--at", metavar="RFC3339",
                         help="judge as at this time, e.g. 2026-11-22T14:00:00Z (default: now)")
     parser.add_argument("--direction", choices=("in", "out"),

@@ -122,9 +122,6 @@ async def operator(request: Request, runtime: RuntimeDep) -> None:
         raise InvalidAdminToken()
 
 
-Operator = Depends(operator)
-
-
 def auth_first(check: Callable[[Request], Awaitable[Any]] | None) -> type[APIRoute]:
     """A route class that answers in the order 401, 413, 422: ``check`` (the caller's
     authentication) runs first, then the whole body is read (a body over the limit is

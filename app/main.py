@@ -8,7 +8,7 @@ closes the backends. No module-level state: tests build as many apps as they lik
     ┌───────▼────────────────────────────────────────────────────────────┐
     │ EdgeMiddleware (request id, 413, latency)                          │
     │ routes: citizen · partner (/v1/verify fast route) · admin · public │
-    │ services: codes · verify · subjects · partners · keys · audit      │
+    │ services: issuance · verify · subjects · partners · keys · audit   │
     │   └── pure core: verifiers → keys → codecs (no I/O, time as arg)   │
     │ storage: Database (SQLite | PostgreSQL) · State (memory | Redis)   │
     └────────────────────────────────────────────────────────────────────┘
@@ -122,8 +122,8 @@ def _add_verify(doc: dict[str, Any]) -> None:
         "summary": "Verify",
         "operationId": "verify_v1_verify_post",
         "description": "Verify a code at a checkpoint. 200 for every code the service could "
-                       "judge, valid or not; see ``reason``. Single use in metro, bus, ferry "
-                       "and venue scenes.",
+                       "judge, valid or not; see ``reason``. Single use in the scenes "
+                       + ", ".join(name for name, p in SCENES.items() if p.single_use) + ".",
         "requestBody": {"required": True,
                         "content": {"application/json": {"schema": schemas["request"]}}},
         "responses": {

@@ -95,7 +95,7 @@ async def build_runtime(
             overlap_seconds={
                 CODES: settings.code_ttl_seconds + settings.clock_skew_seconds,
                 # Partner tokens verify with a 5 s leeway after their lifetime.
-                TOKENS: settings.partner_token_ttl_seconds + 5,
+                TOKENS: settings.partner_token_lifetime_bound + 5,
             },
             clock=clock,
         )
@@ -116,7 +116,8 @@ async def build_runtime(
         clock=clock,
     )
     partner_tokens = PartnerTokens(
-        keys.view(TOKENS).keyset, kek, ttl=settings.partner_token_ttl_seconds
+        keys.view(TOKENS).keyset, kek, ttl=settings.partner_token_ttl_seconds,
+        max_lifetime=settings.partner_token_lifetime_bound,
     )
     dev_idp = None
     if not settings.production:

@@ -6,24 +6,35 @@ the source of its OpenAPI entry (:func:`verify_openapi`).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
+from suishen.app.text import MAX_SUBJECT_CHARS, PRINTABLE_PATTERN, SUBJECT_PATTERN
 from suishen.verifiers.policy import ATTRIBUTES, SCENES
 from suishen.verifiers.reasons import Reason
 
-Scene = Literal["metro", "bus", "ferry", "hospital", "pharmacy", "library", "venue"]
-Attribute = Literal["name", "medical_insurance_id", "reader_id", "transit_account"]
-assert set(Scene.__args__) == set(SCENES)  # type: ignore[attr-defined]
-assert set(Attribute.__args__) == set(ATTRIBUTES)  # type: ignore[attr-defined]
+# The one list of scenes (and of attributes) is the policy table in suishen.verifiers:
+# these Literal types are built from it, so schemas, OpenAPI and checks follow it.
+if TYPE_CHECKING:
+    Scene = str
+    Attribute = str
+else:
+    Scene = Literal[tuple(SCENES)]
+    Attribute = Literal[tuple(ATTRIBUTES)]
+
+SubjectId = Annotated[str, Field(min_length=1, max_length=MAX_SUBJECT_CHARS,
+                                 pattern=SUBJECT_PATTERN,
+                                 description="printable, no surrounding spaces")]
 
 _CHECKPOINT = r"^[A-Za-z0-9._:/-]{1,64}$"
 
 
 class Strict(BaseModel):
-    """Unknown fields are refused: a typo must not pass silently."""
+    """Unknown fields are refused: a typo must not pass silently. (Patterns are matched
+    by pydantic-core's default engine, whose ``$`` is the end of the text — Python's
+    ``re`` would let a trailing newline through.)"""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -70,19 +81,15 @@ class VerifyAnswer(msgspec.Struct, omit_defaults=True):
     attributes_unavailable: bool | None = None
 
 
+AttributeValue = Annotated[str, Field(max_length=256, pattern=PRINTABLE_PATTERN,
+                                      description="printable text")]
+
+
 class SubjectIn(Strict):
     """``PUT /v1/admin/subjects/{sub}``."""
 
     status: Literal["active", "suspended"]
-    attributes: dict[Attribute, str] = Field(default_factory=dict)
-
-    @field_validator("attributes")
-    @classmethod
-    def _values(cls, value: dict[str, str]) -> dict[str, str]:
-        for item in value.values():
-            if len(item) > 256 or not item.isprintable():
-                raise ValueError("attribute values are printable text of at most 256 characters")
-        return value
+    attributes: dict[Attribute, AttributeValue] = Field(default_factory=dict)
 
 
 class SubjectOut(BaseModel):
@@ -98,17 +105,11 @@ class SubjectOut(BaseModel):
 class PartnerIn(Strict):
     """``POST /v1/admin/partners``."""
 
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=PRINTABLE_PATTERN,
+                      description="printable text")
     scenes: list[Scene] = Field(min_length=1, max_length=len(SCENES))
     attributes: list[Attribute] = Field(default_factory=list, max_length=len(ATTRIBUTES))
     rate_limit_per_second: int | None = Field(default=None, ge=1, le=1_000_000)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not value.isprintable():
-            raise ValueError("name must be printable text")
-        return value
 
 
 class PartnerOut(BaseModel):
@@ -126,7 +127,7 @@ class PartnerOut(BaseModel):
 class DevTokenIn(Strict):
     """``POST /v1/dev/citizen-token``."""
 
-    sub: str = Field(min_length=1, max_length=255)
+    sub: SubjectId
 
 
 class TokenOut(BaseModel):

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from suishen.errors import ConfigError
@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     clock_skew_seconds: int = Field(default=30, ge=0, le=600)
     signing_alg: Alg = Alg.ES256
     partner_token_ttl_seconds: int = Field(default=300, ge=30, le=86_400)
+    # The longest lifetime (exp - iat) a partner token may claim and still verify; unset:
+    # the lifetime this service issues. Raise it first when rolling out a longer TTL.
+    partner_token_max_lifetime_seconds: int | None = Field(default=None, ge=30, le=3600)
     default_rate_limit_per_second: int = Field(default=200, ge=1, le=1_000_000)
     max_body_bytes: int = Field(default=16_384, ge=1024, le=10_000_000)
     single_use_when_redis_down: Literal["closed", "local"] = "closed"
@@ -69,6 +72,19 @@ class Settings(BaseSettings):
     audit_queue_max: int = Field(default=100_000, ge=100, le=10_000_000)
     subject_cache_seconds: int = Field(default=300, ge=1, le=86_400)
     key_refresh_seconds: int = Field(default=10, ge=1, le=3600)
+
+    @model_validator(mode="after")
+    def _token_lifetimes(self) -> Settings:
+        bound = self.partner_token_max_lifetime_seconds
+        if bound is not None and bound < self.partner_token_ttl_seconds:
+            raise ValueError("SUISHEN_PARTNER_TOKEN_MAX_LIFETIME_SECONDS must be at least "
+                             "SUISHEN_PARTNER_TOKEN_TTL_SECONDS (tokens it issues must verify)")
+        return self
+
+    @property
+    def partner_token_lifetime_bound(self) -> int:
+        """The longest partner-token lifetime that verifies (see the field's comment)."""
+        return self.partner_token_max_lifetime_seconds or self.partner_token_ttl_seconds
 
     @field_validator("signing_alg", mode="before")
     @classmethod

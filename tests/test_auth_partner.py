@@ -163,6 +163,45 @@ def test_issued_in_the_future(keyset: KeySet, kek: KeyEncryptionKey, cache_size:
     assert "future" in rejected(tokens, token, now=T0 - 6)
 
 
+def test_partner_token_lifetime_over_the_bound_is_refused(
+    tokens: PartnerTokens, keyset: KeySet, kek: KeyEncryptionKey
+) -> None:
+    """Issue 8 item 9: a genuine signature on a token claiming a longer lifetime than
+    this service issues (``exp - iat`` > the bound) is refused, even while unexpired."""
+    header, payload, _ = segments(tokens.issue(CLIENT, SCOPES, now=T0)["access_token"])
+    assert payload["exp"] - payload["iat"] == tokens.ttl == tokens.max_lifetime
+    at_bound = resign(keyset, kek, header, {**payload, "jti": "a"})
+    assert tokens.verify(at_bound, now=T0 + 1).client_id == CLIENT
+    for lifetime in (tokens.ttl + 1, 86_400, 10 * 365 * 86_400):
+        long_lived = resign(keyset, kek, header, {**payload, "exp": T0 + lifetime})
+        assert "lifetime" in rejected(tokens, long_lived, now=T0 + 1)
+    # backdated iat with a far exp: the same lifetime check
+    backdated = resign(keyset, kek, header, {**payload, "iat": T0 - 10_000})
+    assert "lifetime" in rejected(tokens, backdated, now=T0 + 1)
+    # a configured bound above the TTL accepts longer tokens up to it, not beyond
+    lenient = PartnerTokens(keyset, kek, ttl=300, max_lifetime=600)
+    assert lenient.verify(resign(keyset, kek, header, {**payload, "exp": T0 + 600}),
+                          now=T0 + 1).client_id == CLIENT
+    assert "lifetime" in rejected(
+        lenient, resign(keyset, kek, header, {**payload, "exp": T0 + 601}), now=T0 + 1)
+    assert lenient.min_overlap_seconds == 600 + lenient.leeway
+    with pytest.raises(ValueError, match="max_lifetime"):
+        PartnerTokens(keyset, kek, ttl=300, max_lifetime=299)
+
+
+def test_partner_token_issued_in_the_future_beyond_leeway_is_refused(
+    tokens: PartnerTokens, keyset: KeySet, kek: KeyEncryptionKey
+) -> None:
+    """Issue 8 item 9: ``iat`` more than the leeway ahead of ``now`` is refused, also
+    for a token whose lifetime is within the bound."""
+    header, payload, _ = segments(tokens.issue(CLIENT, SCOPES, now=T0)["access_token"])
+    ahead = tokens.leeway + 1
+    future = resign(keyset, kek, header, {**payload, "iat": T0 + ahead,
+                                          "exp": T0 + ahead + tokens.ttl})
+    assert "future" in rejected(tokens, future, now=T0)
+    assert tokens.verify(future, now=T0 + 1).client_id == CLIENT  # within leeway then
+
+
 def test_missing_time_claims(tokens: PartnerTokens, keyset: KeySet, kek: KeyEncryptionKey) -> None:
     header, payload, _ = segments(tokens.issue(CLIENT, SCOPES, now=T0)["access_token"])
     for name in ("exp", "iat"):

@@ -45,21 +45,19 @@ import jwt
 from jwt.exceptions import InvalidSignatureError, PyJWTError
 
 from suishen.app.auth.errors import InvalidCitizenToken
+from suishen.app.text import is_valid_subject
 
 __all__ = [
     "ASYMMETRIC_ALGORITHMS",
     "DEFAULT_ALGORITHMS",
-    "MAX_SUBJECT_CHARS",
     "MAX_TOKEN_CHARS",
     "CitizenTokenValidator",
     "JwksSource",
-    "is_valid_subject",
 ]
 
 log = logging.getLogger(__name__)
 
 MAX_TOKEN_CHARS: Final = 8 * 1024
-MAX_SUBJECT_CHARS: Final = 255
 MAX_KID_CHARS: Final = 256
 MAX_JWKS_BYTES: Final = 1024 * 1024
 MIN_RSA_BITS: Final = 2048
@@ -85,13 +83,6 @@ _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 
 # Only the signature is left to PyJWT; the minimum RSA size is enforced, not warned about.
 _JWS = jwt.PyJWS(options={"enforce_minimum_key_length": True})
-
-
-def is_valid_subject(sub: object) -> bool:
-    """True for a printable string of 1..:data:`MAX_SUBJECT_CHARS` characters without
-    surrounding whitespace (``" alice"`` would otherwise be a different citizen)."""
-    return (isinstance(sub, str) and 0 < len(sub) <= MAX_SUBJECT_CHARS and sub.isprintable()
-            and sub == sub.strip())
 
 
 # --- the JWK Set ------------------------------------------------------------------------
@@ -278,11 +269,6 @@ class JwksSource:
     def is_static(self) -> bool:
         """True for a set served from memory."""
         return self._url is None and self._path is None
-
-    @property
-    def has_keys(self) -> bool:
-        """True once a usable set has been loaded (for readiness checks)."""
-        return bool(self._keys.entries)
 
     # --- lookup ---------------------------------------------------------------------
     async def key_for(self, kid: str | None, *, now: float, alg: str | None = None) -> jwt.PyJWK:

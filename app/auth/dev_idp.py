@@ -18,13 +18,9 @@ from typing import Any, Final
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from suishen.app.auth.citizen import (
-    MAX_SUBJECT_CHARS,
-    CitizenTokenValidator,
-    JwksSource,
-    is_valid_subject,
-)
+from suishen.app.auth.citizen import CitizenTokenValidator, JwksSource
 from suishen.app.auth.errors import InvalidSubject
+from suishen.app.text import MAX_SUBJECT_CHARS, is_valid_subject
 from suishen.keys.algorithms import Alg, PublicKey, b64u
 
 __all__ = ["DevIdentityProvider"]
@@ -109,12 +105,14 @@ class DevIdentityProvider:
 
 
 def check_subject(sub: object) -> None:
-    """Raise :class:`InvalidSubject` unless ``sub`` is fit for a token's ``sub`` claim."""
+    """Raise :class:`InvalidSubject` unless ``sub`` is fit for a token's ``sub`` claim
+    (:func:`suishen.app.text.is_valid_subject`; the message says which part failed)."""
+    if is_valid_subject(sub):
+        return
     if not isinstance(sub, str) or not sub:
         raise InvalidSubject("sub must be a non-empty string")
     if len(sub) > MAX_SUBJECT_CHARS:
         raise InvalidSubject(f"sub must be at most {MAX_SUBJECT_CHARS} characters")
-    if not is_valid_subject(sub):
-        raise InvalidSubject("sub must not contain control or other non-printable characters")
-    if sub != sub.strip():
+    if sub != sub.strip(" "):
         raise InvalidSubject("sub must not start or end with whitespace")
+    raise InvalidSubject("sub must not contain control or other non-printable characters")

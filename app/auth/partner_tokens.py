@@ -23,7 +23,10 @@ Access tokens
     inside its validity window verifies (so tokens signed before a rotation keep working
     for the overlap), pending and revoked keys never do. ``typ`` MUST be ``at+jwt``, so
     no other JWT signed with the same keys passes as an access token. ``iss``, ``aud``
-    and ``exp``/``iat`` are checked against the caller's ``now`` with a small leeway.
+    and ``exp``/``iat`` are checked against the caller's ``now`` with a small leeway; a
+    token whose lifetime (``exp - iat``) exceeds ``max_lifetime`` (by default the
+    lifetime it issues, ``ttl``) or whose ``iat`` lies beyond the leeway in the future
+    is refused.
 
     Verification is on the hot path of ``POST /v1/verify``, so the PyJWT key objects are
     built once per key set, the compact form is parsed once (PyJWT's ``PyJWS.decode``
@@ -54,8 +57,8 @@ from urllib.parse import unquote_plus
 import jwt
 from jwt.exceptions import PyJWTError
 
-from suishen.app.auth.citizen import is_valid_subject
 from suishen.app.auth.errors import InvalidClient, InvalidPartnerToken
+from suishen.app.text import is_valid_subject
 from suishen.errors import KeyManagementError
 from suishen.keys.algorithms import b64u, b64u_decode
 from suishen.keys.kek import KeyEncryptionKey
@@ -219,6 +222,7 @@ class PartnerTokens:
         issuer: str = "urn:suishen",
         audience: str = "urn:suishen:partners",
         ttl: int = 300,
+        max_lifetime: int | None = None,
         leeway: int = 5,
         cache_size: int = 4096,
         cache_seconds: int = 30,
@@ -227,6 +231,9 @@ class PartnerTokens:
             raise ValueError("issuer and audience are required")
         if isinstance(ttl, bool) or not 0 < ttl <= MAX_TTL:
             raise ValueError(f"ttl must be between 1 and {MAX_TTL} seconds")
+        max_lifetime = ttl if max_lifetime is None else max_lifetime
+        if isinstance(max_lifetime, bool) or not ttl <= max_lifetime <= MAX_TTL:
+            raise ValueError(f"max_lifetime must be between ttl and {MAX_TTL} seconds")
         if not 0 <= leeway <= 60 or cache_size < 0 or cache_seconds < 0:
             raise ValueError("leeway is 0..60 seconds; cache size and seconds are >= 0")
         self._keyset = keyset
@@ -234,6 +241,7 @@ class PartnerTokens:
         self.issuer = issuer
         self.audience = audience
         self.ttl = ttl
+        self.max_lifetime = max_lifetime
         self.leeway = leeway
         self._cache_size = cache_size
         self._cache_seconds = cache_seconds
@@ -253,8 +261,9 @@ class PartnerTokens:
 
     @property
     def min_overlap_seconds(self) -> int:
-        """The overlap a rotation of the partner key set needs: ``ttl + leeway``."""
-        return self.ttl + self.leeway
+        """The overlap a rotation of the partner key set needs: ``max_lifetime + leeway``
+        (the longest-lived token that verifies must outlive its key's retirement)."""
+        return self.max_lifetime + self.leeway
 
     def with_keyset(self, keyset: KeySet) -> PartnerTokens:
         """The same configuration over another key set (after rotation or revocation).
@@ -267,6 +276,7 @@ class PartnerTokens:
             issuer=self.issuer,
             audience=self.audience,
             ttl=self.ttl,
+            max_lifetime=self.max_lifetime,
             leeway=self.leeway,
             cache_size=self._cache_size,
             cache_seconds=self._cache_seconds,
@@ -405,6 +415,11 @@ class PartnerTokens:
             raise InvalidPartnerToken("token has expired")
         if iat > now + self.leeway:
             raise InvalidPartnerToken("token is issued in the future")
+        if exp - iat > self.max_lifetime:
+            # Only this service issues these tokens, never for longer than max_lifetime: a
+            # longer one was made with a stolen key or a misconfigured issuer, and would
+            # outlive every rotation overlap.
+            raise InvalidPartnerToken("token lifetime exceeds what this service issues")
         sub, scope, jti = claims.get("sub"), claims.get("scope"), claims.get("jti")
         if not is_valid_subject(sub) or claims.get("client_id", sub) != sub:
             raise InvalidPartnerToken("token subject is missing or invalid")

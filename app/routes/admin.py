@@ -11,13 +11,15 @@ from starlette.responses import Response
 from suishen.app.deps import OperatorFirst, RuntimeDep
 from suishen.app.schemas import PartnerIn, PartnerOut, SubjectIn, SubjectOut
 from suishen.app.storage.base import Subject
-from suishen.errors import InvalidRequest, KeyManagementError, NotFound
+from suishen.app.text import MAX_SUBJECT_CHARS, SUBJECT_PATTERN
+from suishen.errors import KeyManagementError, NotFound
 from suishen.keys.algorithms import Alg
 from suishen.timefmt import rfc3339
 
 router = APIRouter(prefix="/v1/admin", tags=["operators"],
                    route_class=OperatorFirst)
-SubPath = Annotated[str, Path(min_length=1, max_length=255)]
+SubPath = Annotated[str, Path(min_length=1, max_length=MAX_SUBJECT_CHARS,
+                              pattern=SUBJECT_PATTERN)]
 
 
 def _subject_out(subject: Subject) -> SubjectOut:
@@ -34,8 +36,6 @@ def _subject_out(subject: Subject) -> SubjectOut:
 async def put_subject(sub: SubPath, body: SubjectIn, runtime: RuntimeDep) -> SubjectOut:
     """Create or update a citizen. A suspension applies to unexpired codes everywhere
     within a second."""
-    if not sub.isprintable():
-        raise InvalidRequest("sub must be printable text")
     subject = await runtime.subjects.upsert(
         sub, status=body.status, attributes={str(k): v for k, v in body.attributes.items()}
     )

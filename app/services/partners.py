@@ -1,5 +1,6 @@
 """Partners in a running service: registration, client authentication, and an
-in-memory directory for the verify hot path (invalidated by ``partner`` events)."""
+in-memory directory for the verify hot path (partners are never changed after
+registration, so the directory needs no invalidation)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Sequence
 from suishen.app.auth.errors import InvalidClient
 from suishen.app.auth.partner_tokens import hash_secret, new_client_credentials, verify_secret
 from suishen.app.clock import SYSTEM_CLOCK, Clock
-from suishen.app.storage.base import Database, Event, Partner, StateBackend
+from suishen.app.storage.base import Database, Partner, StateBackend
 
 
 class PartnerService:
@@ -64,9 +65,3 @@ class PartnerService:
             if partner is not None:
                 self._known[client_id] = partner
         return partner
-
-    async def apply(self, event: Event) -> None:
-        """Forget a partner whose registration changed (reloaded on next use)."""
-        client_id = event.data.get("client_id")
-        if isinstance(client_id, str):
-            self._known.pop(client_id, None)

@@ -45,7 +45,7 @@ from suishen.app.storage.base import (
     PartnerExists,
     Subject,
 )
-from suishen.errors import BackendUnavailable, ConfigError, StorageError
+from suishen.errors import BackendUnavailable, ConfigError, StorageError, describe
 from suishen.keys.keyset import KeySet
 
 __all__ = ["PostgresDatabase"]
@@ -72,12 +72,6 @@ _CONNECTION_LOST: tuple[type[BaseException], ...] = (
 )
 
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-
-
-def _describe(exc: BaseException) -> str:
-    """A short, secret-free description of a driver error (never the DSN)."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _closed_interface(exc: BaseException) -> bool:
@@ -183,11 +177,11 @@ class PostgresDatabase:
                 )
             except _UNAVAILABLE as exc:
                 self._failed_at = time.monotonic()
-                self._last_error = _describe(exc)
+                self._last_error = describe(exc)
                 raise BackendUnavailable(f"PostgreSQL unavailable: {self._last_error}") from None
             except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 self._failed_at = time.monotonic()
-                self._last_error = _describe(exc)
+                self._last_error = describe(exc)
                 raise StorageError(
                     f"PostgreSQL refused the connection: {self._last_error}"
                 ) from None
@@ -244,15 +238,15 @@ class PostgresDatabase:
             except _UNAVAILABLE as exc:
                 if attempt + 1 < attempts and isinstance(exc, _CONNECTION_LOST):
                     continue
-                raise BackendUnavailable(f"PostgreSQL unavailable: {_describe(exc)}") from None
+                raise BackendUnavailable(f"PostgreSQL unavailable: {describe(exc)}") from None
             except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 if _closed_interface(exc):
                     if attempt + 1 < attempts:
                         continue
                     raise BackendUnavailable(
-                        f"PostgreSQL unavailable: {_describe(exc)}"
+                        f"PostgreSQL unavailable: {describe(exc)}"
                     ) from None
-                raise StorageError(f"PostgreSQL error: {_describe(exc)}") from None
+                raise StorageError(f"PostgreSQL error: {describe(exc)}") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def pool_stats(self) -> dict[str, int]:
@@ -507,8 +501,6 @@ class _KeySets:
             )
         # Command tags: "INSERT 0 1" / "UPDATE 1" when the row was written.
         return str(status).rsplit(" ", 1)[-1] == "1"
-
-
 
 
 class _Audit:

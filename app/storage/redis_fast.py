@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
-from suishen.errors import BackendUnavailable, StorageError
+from suishen.errors import BackendUnavailable, StorageError, describe
 
 __all__ = [
     "FastRedis",
@@ -401,7 +401,7 @@ class FastRedis:
                     f"Redis unavailable: connection set-up refused ({code})"
                 ) from None
             if isinstance(exc, (OSError, TimeoutError)):
-                what = "connect timed out" if isinstance(exc, TimeoutError) else _describe(exc)
+                what = "connect timed out" if isinstance(exc, TimeoutError) else describe(exc)
                 raise BackendUnavailable(f"Redis unavailable: {what}") from None
             raise
         conn.timeout = self.timeout
@@ -415,8 +415,3 @@ class FastRedis:
             conn.fail("client closed")
             with contextlib.suppress(Exception):
                 await asyncio.sleep(0)  # let the transport finish closing
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -47,7 +47,7 @@ from redis.exceptions import RedisError
 
 from suishen.app.storage.base import Event, EventHandler
 from suishen.app.storage.redis_fast import FastRedis, NoScriptError, ReplyError, UnsupportedURL
-from suishen.errors import BackendUnavailable, ConfigError
+from suishen.errors import BackendUnavailable, ConfigError, describe
 
 __all__ = ["RedisState"]
 
@@ -89,13 +89,6 @@ local seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
 return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*',
                   'epoch', epoch, 'seq', seq, 'event', ARGV[3])
 """
-
-
-def _describe(exc: BaseException) -> str:
-    """A short description of an error, safe for logs (redis-py never puts the password
-    into messages; the URL itself is never logged)."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _text(value: Any) -> str:
@@ -233,7 +226,7 @@ class RedisState:
             async with asyncio.timeout(self._op_timeout):
                 return await aw
         except _ERRORS as exc:
-            raise BackendUnavailable(f"Redis unavailable: {_describe(exc)}") from None
+            raise BackendUnavailable(f"Redis unavailable: {describe(exc)}") from None
 
     async def first_use(self, key: bytes, *, ttl_seconds: int) -> bool:
         """``SET <prefix>:once:<hex> <token> NX EX ttl``: True only for the first caller.
@@ -252,7 +245,7 @@ class RedisState:
                     return True
                 return bool(await fast.execute(b"GET", name) == token)
             except ReplyError as exc:
-                raise BackendUnavailable(f"Redis unavailable: {_describe(exc)}") from None
+                raise BackendUnavailable(f"Redis unavailable: {describe(exc)}") from None
         if await self._call(self._redis.set(name, token, nx=True, ex=ttl)):
             return True
         return bool(await self._call(self._redis.get(name)) == token)
@@ -275,7 +268,7 @@ class RedisState:
                     )
                 return float(reply) / 1000
             except (ReplyError, TypeError, ValueError) as exc:
-                raise BackendUnavailable(f"Redis unavailable: {_describe(exc)}") from None
+                raise BackendUnavailable(f"Redis unavailable: {describe(exc)}") from None
         wait_ms = await self._call(
             self._rate_script(keys=[self._rate_key(partner_id)], args=[now_ms, per_second])
         )
@@ -332,7 +325,7 @@ class RedisState:
                 async with asyncio.timeout(self._op_timeout):
                     await self._position()
             except _ERRORS as exc:
-                log.warning("change feed: Redis unavailable at start (%s)", _describe(exc))
+                log.warning("change feed: Redis unavailable at start (%s)", describe(exc))
         self._stop_flag = asyncio.Event()
         self._task = asyncio.create_task(
             self._listen(self._stop_flag), name=f"suishen-feed-{self._prefix}"
@@ -354,7 +347,7 @@ class RedisState:
             if done:
                 error = None if task.cancelled() else task.exception()
                 if error is not None:
-                    log.error("change feed listener ended with %s", _describe(error))
+                    log.error("change feed listener ended with %s", describe(error))
                 return
         log.error("change feed listener did not stop within 2 s; abandoning it")
 
@@ -368,7 +361,7 @@ class RedisState:
                 async with asyncio.timeout(self._op_timeout):
                     await client.aclose()
             except _ERRORS as exc:
-                log.warning("closing Redis connections: %s", _describe(exc))
+                log.warning("closing Redis connections: %s", describe(exc))
 
     async def _position(self) -> None:
         """Take the current epoch, sequence number and last id in one transaction (the
@@ -419,7 +412,7 @@ class RedisState:
             except Exception as exc:  # noqa: BLE001 - the listener must never die
                 # Never die: Redis down, a fail-over, a bug in a handler's caller ...
                 log.warning(
-                    "change feed listener: %s; retrying in %.2f s", _describe(exc), backoff
+                    "change feed listener: %s; retrying in %.2f s", describe(exc), backoff
                 )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX)

@@ -29,19 +29,30 @@ from typing import Any
 
 import requests
 
-# What each venue kind may see (SPEC §4: the intersection with the citizen's attributes).
+from suishen.verifiers.policy import ATTRIBUTES, SCENES
+
+# What each venue kind may see (SPEC §4: the intersection with the citizen's attributes):
+# the scenes the user classes of locustfile.py exercise, by the names of the one scene
+# table (suishen.verifiers.policy.SCENES) — a renamed or removed scene fails at import.
 SCENE_ATTRIBUTES: dict[str, list[str]] = {
     "metro": ["transit_account"],
     "hospital": ["name", "medical_insurance_id"],
     "pharmacy": ["medical_insurance_id"],
     "library": ["reader_id"],
 }
+
 REFRESH_MARGIN = 30.0  # seconds before expiry at which a token is renewed
 TIMEOUT = 10.0
 
 
 class SetupError(RuntimeError):
     """The target service refused the load-test setup."""
+
+
+_unknown = {s for s in SCENE_ATTRIBUTES if s not in SCENES} | {
+    a for attrs in SCENE_ATTRIBUTES.values() for a in attrs if a not in ATTRIBUTES}
+if _unknown:
+    raise SetupError(f"load-test scenes or attributes the service does not know: {_unknown}")
 
 
 @dataclass(frozen=True)

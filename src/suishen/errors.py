@@ -104,3 +104,12 @@ class RateLimited(RequestError):
     def __init__(self, detail: str, *, retry_after: int) -> None:
         super().__init__(detail)
         self.retry_after = max(1, retry_after)
+
+
+def describe(exc: BaseException) -> str:
+    """A short description of an error for logs and for a backend-unavailable message:
+    the exception's class and the first line of its text. Drivers (asyncpg, redis-py)
+    never put passwords in their messages, and callers never pass a DSN or URL here."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__

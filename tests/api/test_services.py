@@ -171,3 +171,35 @@ def test_services_read_time_only_through_the_injected_clock() -> None:
                  if p.name != "keys.py"  # reworked with the key store (item 5): drop then
                  and ("time.time" in p.read_text() or "from time import" in p.read_text())]
     assert offenders == []
+
+
+def test_one_describe_for_backend_errors() -> None:
+    """Issue 7 item 9: one ``describe`` (was three ``_describe`` copies in storage)."""
+    from suishen.errors import describe
+
+    assert describe(ConnectionError("refused\nsecond line")) == "ConnectionError: refused"
+    assert describe(TimeoutError()) == "TimeoutError"
+    assert describe(OSError("   ")) == "OSError"
+
+
+def test_partner_token_lifetime_bound_setting(tmp_path: Path) -> None:
+    """Issue 8 item 9: SUISHEN_PARTNER_TOKEN_MAX_LIFETIME_SECONDS defaults to the TTL and
+    may not be below it."""
+    from pydantic import ValidationError
+
+    assert make_settings(tmp_path).partner_token_lifetime_bound == 300
+    assert make_settings(tmp_path, partner_token_ttl_seconds=120,
+                         partner_token_max_lifetime_seconds=600
+                         ).partner_token_lifetime_bound == 600
+    with pytest.raises(ValidationError, match="MAX_LIFETIME"):
+        make_settings(tmp_path, partner_token_ttl_seconds=300,
+                      partner_token_max_lifetime_seconds=60)
+
+
+async def test_runtime_wires_the_lifetime_bound(tmp_path: Path) -> None:
+    rt = await build_runtime(make_settings(tmp_path, partner_token_ttl_seconds=120,
+                                           partner_token_max_lifetime_seconds=900))
+    try:
+        assert (rt.partner_tokens.ttl, rt.partner_tokens.max_lifetime) == (120, 900)
+    finally:
+        await rt.close()
