@@ -105,6 +105,14 @@ class Metrics:
                           ["state"], registry=r, multiprocess_mode="livesum")
         self.events = Counter("suishen_events_applied", "Change-feed events applied",
                               ["kind"], registry=r)
+        # 1 for the client that serves single use and rate limits with Redis state: "fast"
+        # (app/storage/redis_fast.py) or "redis-py" (a URL the fast client does not
+        # support). Alert on client="redis-py": the hot path costs several times more CPU.
+        self.redis_hot_path_client = Gauge(
+            "suishen_redis_hot_path_client",
+            "Redis client serving single use and rate limits (1 = in use)", ["client"],
+            registry=r, multiprocess_mode="livemax",
+        )
 
 
 class _AuditQueue(Protocol):

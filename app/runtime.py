@@ -86,7 +86,7 @@ async def build_runtime(
     db = await open_database(settings)
     try:
         await db.migrate()
-        state = open_state(settings, clock=clock)
+        state = open_state(settings, clock=clock, metrics=metrics)
         keys = KeyManager(
             db,
             state,

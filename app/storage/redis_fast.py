@@ -1,15 +1,20 @@
 """A lean, pipelined RESP2 client for the two hot-path commands of :class:`RedisState`.
 
 Why: on ``POST /v1/verify`` for single-use scenes every request makes two Redis calls
-(``rate_limit``: ``EVALSHA``; ``first_use``: ``SET NX EX``). redis-py's asyncio client
-spends ~120-160 µs of CPU per command in the API process (pool, retry and timeout
-machinery, parser). This client is one :class:`asyncio.Protocol` on one connection:
+(``rate_limit``: ``EVALSHA``; ``first_use``: ``SET NX GET EX``). Measured on the metro
+verify path (``benchmarks/redis_client_bench.py``, issue 7 item 10), redis-py's asyncio
+client costs an order of magnitude more CPU per command than this one, with its hiredis
+parser as with the pure-Python one and with a blocking or a non-blocking pool: the cost
+is one round trip and one ``send``/``recv`` pair per command on a pooled connection plus
+the pool, retry and timeout machinery, not the parsing. This client is one
+:class:`asyncio.Protocol` on one connection:
 
 * :meth:`FastRedis.execute` encodes the command, appends it to a write buffer that is
   flushed once per event-loop tick (every command issued in one tick goes out in one
-  ``send``), and awaits a future. Replies are matched to futures in FIFO order as they
-  arrive (Redis answers in order on one connection).
-* Bounds: connecting (TCP + ``AUTH`` + ``SELECT``) is capped by ``connect_timeout``;
+  ``send``), and awaits a future. Replies are parsed by ``hiredis.Reader`` (the C parser
+  redis-py uses too) and matched to futures in FIFO order as they arrive (Redis answers
+  in order on one connection).
+* Bounds: connecting (TCP, TLS + ``AUTH`` + ``SELECT``) is capped by ``connect_timeout``;
   every command by ``timeout`` from the moment it is written — one watchdog timer per
   connection looks at the oldest pending command only (deadlines grow in FIFO order).
 * Failure: on any connection error, timeout or protocol error every pending future
@@ -17,21 +22,27 @@ machinery, parser). This client is one :class:`asyncio.Protocol` on one connecti
   the next call reconnects. A server *error reply* is a :class:`ReplyError` (with
   :class:`NoScriptError` for ``NOSCRIPT``) and leaves the connection in use.
 
-Only ``redis://[[user]:password@]host[:port][/db]`` is supported; :func:`parse_url`
-raises :class:`UnsupportedURL` for anything else (``rediss://``, ``unix://``, query
-options), and :class:`RedisState` then keeps redis-py for these commands too.
+URLs: ``redis://[[user]:password@]host[:port][/db]`` and the same with ``rediss://``
+(TLS; the system's CAs, or ``?ssl_ca_certs=FILE``; ``?ssl_cert_reqs=none`` turns
+verification off, as in redis-py). :func:`parse_url` raises :class:`UnsupportedURL` for
+anything else (``unix://``, other options); :class:`RedisState` then uses redis-py for
+these commands too and says so loudly (a warning and the
+``suishen_redis_hot_path_client`` metric).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, cast
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
-from suishen.errors import BackendUnavailable, StorageError, describe
+import hiredis
+
+from suishen.errors import BackendUnavailable, ConfigError, StorageError, describe
 
 __all__ = [
     "FastRedis",
@@ -64,34 +75,60 @@ class UnsupportedURL(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class RedisAddress:
-    """Where and how to connect. ``repr`` hides the password."""
+    """Where and how to connect. ``repr`` hides the password.
+
+    ``tls``: connect with TLS (``rediss://``), verifying the server's certificate and host
+    name against ``ca_file`` (or the system's CAs) unless ``verify`` is False."""
 
     host: str
     port: int = 6379
     db: int = 0
     username: str | None = None
     password: str | None = None
+    tls: bool = False
+    ca_file: str | None = None
+    verify: bool = True
 
     def __repr__(self) -> str:
         secret = ", password=***" if self.password is not None else ""
-        return f"RedisAddress({self.host!r}, {self.port}, db={self.db}{secret})"
+        tls = ", tls" if self.tls else ""
+        return f"RedisAddress({self.host!r}, {self.port}, db={self.db}{secret}{tls})"
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context of a ``rediss://`` address (None for plain ``redis://``)."""
+        if not self.tls:
+            return None
+        context = ssl.create_default_context(cafile=self.ca_file)
+        if not self.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+
+# The URL options understood here, with redis-py's meaning (so one URL configures both).
+_TLS_OPTIONS = frozenset({"ssl_ca_certs", "ssl_cert_reqs"})
 
 
 def parse_url(url: str) -> RedisAddress:
-    """``redis://[[user]:password@]host[:port][/db]`` → :class:`RedisAddress`.
+    """``redis[s]://[[user]:password@]host[:port][/db][?ssl_ca_certs=F&ssl_cert_reqs=R]``
+    → :class:`RedisAddress`.
 
-    :class:`UnsupportedURL` for other schemes (``rediss``, ``unix``), query options, a
-    user name without a password and a malformed port or database (the message never
-    contains the URL: it may hold a password)."""
+    :class:`UnsupportedURL` for other schemes (``unix``), other query options, TLS
+    options on a ``redis://`` URL, a user name without a password and a malformed port or
+    database (the message never contains the URL: it may hold a password)."""
     try:
         parts = urlsplit(url)
         port = parts.port or 6379
+        options = parse_qs(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
     except ValueError:
         raise UnsupportedURL("malformed Redis URL") from None
-    if parts.scheme != "redis":
+    if parts.scheme not in ("redis", "rediss"):
         raise UnsupportedURL(f"scheme {parts.scheme!r} is not supported by the fast client")
-    if parts.query or parts.fragment:
-        raise UnsupportedURL("URL options are not supported by the fast client")
+    tls = parts.scheme == "rediss"
+    unknown = sorted(set(options) - _TLS_OPTIONS) if tls else sorted(options)
+    if unknown or parts.fragment or any(len(v) != 1 for v in options.values()):
+        what = ", ".join(unknown) or "a repeated option"
+        raise UnsupportedURL(f"URL options are not supported by the fast client ({what})")
     path = parts.path.strip("/")
     if path and not (path.isascii() and path.isdigit()):
         raise UnsupportedURL("the database in a Redis URL must be a number")
@@ -99,12 +136,18 @@ def parse_url(url: str) -> RedisAddress:
     password = unquote(parts.password) if parts.password is not None else None
     if username is not None and password is None:
         raise UnsupportedURL("a user name without a password is not supported")
+    cert_reqs = options.get("ssl_cert_reqs", ["required"])[0].lower()
+    if cert_reqs not in ("required", "none"):
+        raise UnsupportedURL("ssl_cert_reqs must be 'required' or 'none' for the fast client")
     return RedisAddress(
         host=parts.hostname or "localhost",
         port=port,
         db=int(path) if path else 0,
         username=username,
         password=password,
+        tls=tls,
+        ca_file=options.get("ssl_ca_certs", [None])[0] or None,
+        verify=cert_reqs == "required",
     )
 
 
@@ -129,61 +172,25 @@ def encode(args: tuple[Arg, ...]) -> bytes:
     return b"".join(out)
 
 
-_INCOMPLETE: Any = object()
-
-
 def _reply_error(message: str) -> ReplyError:
+    """hiredis's ``replyError`` factory: error replies become values (not raised), so that
+    an error inside an array or one caller's error never disturbs the FIFO."""
     if message.startswith("NOSCRIPT"):
         return NoScriptError(message)
     return ReplyError(message)
 
 
-def parse(buf: bytes, pos: int) -> tuple[Any, int]:
-    """Parse one reply at ``pos``: ``(value, next position)``, or ``(_INCOMPLETE, pos)``
-    when the buffer ends first. Simple strings and bulk strings are ``bytes``, a null
-    bulk or array is ``None``, integers are ``int``, arrays are lists (nested), error
-    replies are :class:`ReplyError` *values* (the caller raises top-level ones).
-    :class:`ProtocolError` for anything else."""
-    end = buf.find(b"\r\n", pos)
-    if end < 0:
-        return _INCOMPLETE, pos
-    kind = buf[pos]
-    try:
-        if kind == 36:  # $ bulk string
-            size = int(buf[pos + 1 : end])
-            if size < 0:
-                if size != -1:
-                    raise ProtocolError("negative bulk length")
-                return None, end + 2
-            stop = end + 2 + size
-            if len(buf) < stop + 2:
-                return _INCOMPLETE, pos
-            if buf[stop : stop + 2] != b"\r\n":
-                raise ProtocolError("bulk string not terminated")
-            return buf[end + 2 : stop], stop + 2
-        if kind == 43:  # + simple string
-            return buf[pos + 1 : end], end + 2
-        if kind == 58:  # : integer
-            return int(buf[pos + 1 : end]), end + 2
-        if kind == 45:  # - error
-            return _reply_error(buf[pos + 1 : end].decode("utf-8", "replace")), end + 2
-        if kind == 42:  # * array
-            count = int(buf[pos + 1 : end])
-            if count < 0:
-                if count != -1:
-                    raise ProtocolError("negative array length")
-                return None, end + 2
-            items: list[Any] = []
-            at = end + 2
-            for _ in range(count):
-                item, at = parse(buf, at)
-                if item is _INCOMPLETE:
-                    return _INCOMPLETE, pos
-                items.append(item)
-            return items, at
-    except ValueError:
-        raise ProtocolError("malformed length or integer") from None
-    raise ProtocolError(f"unknown reply type byte {kind!r}")
+_INCOMPLETE: Any = object()
+
+
+def new_reader() -> Any:
+    """A ``hiredis.Reader`` for RESP2 replies: simple and bulk strings are ``bytes``, a
+    null bulk or array is ``None``, integers are ``int``, arrays are lists (nested),
+    error replies are :class:`ReplyError` *values* (the caller raises top-level ones),
+    an incomplete buffer gives ``_INCOMPLETE``; :class:`ProtocolError` is raised for
+    anything that is not RESP."""
+    return hiredis.Reader(protocolError=ProtocolError, replyError=_reply_error,
+                          notEnoughData=_INCOMPLETE)
 
 
 # --- connection --------------------------------------------------------------------------
@@ -199,7 +206,7 @@ class _Connection(asyncio.Protocol):
         self._pending: deque[tuple[asyncio.Future[Any], float]] = deque()
         self._out: list[bytes] = []
         self._flush_scheduled = False
-        self._buf = b""
+        self._reader = new_reader()
         self._watchdog: asyncio.TimerHandle | None = None
         self._error: str | None = None
 
@@ -209,15 +216,11 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        buf = self._buf + data if self._buf else data
-        pos = 0
-        size = len(buf)
+        reader = self._reader
         pending = self._pending
         try:
-            while pos < size:
-                value, pos = parse(buf, pos)
-                if value is _INCOMPLETE:
-                    break
+            reader.feed(data)
+            while (value := reader.gets()) is not _INCOMPLETE:
                 if not pending:
                     raise ProtocolError("a reply nobody asked for")
                 future, _ = pending.popleft()
@@ -229,8 +232,6 @@ class _Connection(asyncio.Protocol):
                     future.set_result(value)
         except ProtocolError as exc:
             self.fail(f"protocol error: {exc}")
-            return
-        self._buf = buf[pos:] if pos < size else b""
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.fail("connection lost" if exc is None else f"connection lost: {exc}")
@@ -280,7 +281,7 @@ class _Connection(asyncio.Protocol):
             self._watchdog = None
         pending, self._pending = self._pending, deque()
         self._out = []
-        self._buf = b""
+        self._reader = new_reader()
         for future, _ in pending:
             if not future.done():
                 future.set_exception(BackendUnavailable(f"Redis unavailable: {reason}"))
@@ -309,6 +310,11 @@ class FastRedis:
         if timeout <= 0 or connect_timeout <= 0:
             raise ValueError("timeouts must be positive")
         self.address = address
+        # Built once (it reads the CA file); the handshake counts against connect_timeout.
+        try:
+            self._ssl = address.ssl_context()
+        except OSError as exc:  # a missing or unreadable ssl_ca_certs file
+            raise ConfigError(f"Redis TLS: cannot use ssl_ca_certs: {describe(exc)}") from None
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self._conn: _Connection | None = None
@@ -321,7 +327,7 @@ class FastRedis:
     def from_url(
         cls, url: str, *, timeout: float = 0.25, connect_timeout: float = 0.25
     ) -> FastRedis:
-        """:class:`UnsupportedURL` when the URL is not plain ``redis://``."""
+        """:class:`UnsupportedURL` when :func:`parse_url` does not support the URL."""
         return cls(parse_url(url), timeout=timeout, connect_timeout=connect_timeout)
 
     def __repr__(self) -> str:
@@ -374,7 +380,8 @@ class FastRedis:
         try:
             async with asyncio.timeout(self.connect_timeout):
                 _, conn = await loop.create_connection(
-                    lambda: _Connection(loop, self.connect_timeout), addr.host, addr.port
+                    lambda: _Connection(loop, self.connect_timeout), addr.host, addr.port,
+                    ssl=self._ssl, server_hostname=addr.host if self._ssl else None,
                 )
                 setup: list[tuple[Arg, ...]] = []
                 if addr.password is not None:
@@ -415,3 +422,5 @@ class FastRedis:
             conn.fail("client closed")
             with contextlib.suppress(Exception):
                 await asyncio.sleep(0)  # let the transport finish closing
+
+

@@ -7,11 +7,18 @@ What MUST hold (``tests/contract`` checks it against a real server):
   socket error — never a redis-py exception. The caller picks fail-open or fail-closed
   per scene. Connections are re-made on the next call, so the object recovers by itself
   when Redis returns.
-* ``first_use`` is one ``SET key <token> NX EX ttl``: atomic across processes.
+* ``first_use`` is one ``SET key <token> NX GET EX ttl`` (Redis >= 7.0): atomic across
+  processes, and one round trip whether the code is new or refused. On an older Redis
+  (which refuses ``NX`` with ``GET``) it says so once in the log and uses
+  ``SET NX EX`` then ``GET``, as before.
 * The two hot-path operations, ``first_use`` and ``rate_limit``, go through
-  :class:`~suishen.app.storage.redis_fast.FastRedis` (one pipelined connection, far less
-  CPU per command than redis-py) when the URL is plain ``redis://``; everything else,
-  and those two for other URLs (``rediss://``, ``unix://``, options), uses redis-py.
+  :class:`~suishen.app.storage.redis_fast.FastRedis` (one pipelined connection; measured
+  with ``benchmarks/redis_client_bench.py`` against redis-py with hiredis, see
+  ``benchmarks/README.md``) for ``redis://`` and ``rediss://`` URLs; everything else
+  uses redis-py. A URL the fast client does not support (``unix://``, options other
+  than ``ssl_ca_certs``/``ssl_cert_reqs``) puts redis-py on the hot path too, never
+  silently: a warning at start and :attr:`RedisState.hot_path_client` (exported as the
+  ``suishen_redis_hot_path_client`` metric by the factory).
 * ``rate_limit`` is GCRA (a token bucket of one second's worth of requests) in one Lua
   script on one key per partner: atomic and shared by every process.
 * The change feed is a Redis Stream. :meth:`publish` runs one script that stamps each
@@ -43,7 +50,7 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from suishen.app.storage.base import Event, EventHandler
 from suishen.app.storage.redis_fast import FastRedis, NoScriptError, ReplyError, UnsupportedURL
@@ -89,6 +96,8 @@ local seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
 return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*',
                   'epoch', epoch, 'seq', seq, 'event', ARGV[3])
 """
+
+
 
 
 def _text(value: Any) -> str:
@@ -149,15 +158,20 @@ class RedisState:
         self._rate_script = self._redis.register_script(_RATE_LIMIT_LUA)
         self._rate_sha: str = self._rate_script.sha  # SHA-1 of the script, for EVALSHA
         # The hot path (first_use, rate_limit): a lean pipelined client when the URL is
-        # one it supports, else redis-py as for everything else.
+        # one it supports, else redis-py as for everything else -- loudly.
         self._fast: FastRedis | None = None
         if fast_client:
             try:
                 self._fast = FastRedis.from_url(
                     url, timeout=socket_timeout, connect_timeout=socket_connect_timeout
                 )
-            except UnsupportedURL:
-                self._fast = None
+            except UnsupportedURL as exc:
+                log.warning(
+                    "Redis hot path: %s; single use and rate limits use redis-py, which "
+                    "costs several times more CPU per verification "
+                    "(suishen_redis_hot_path_client{client=\"redis-py\"})", exc)
+        # SET NX GET needs Redis >= 7.0; cleared (once, with a warning) on an older one.
+        self._set_nx_get = True
         self._publish_script = self._redis.register_script(_PUBLISH_LUA)
         # Change-feed position of this process.
         self._handler: EventHandler | None = None
@@ -202,6 +216,12 @@ class RedisState:
     def __repr__(self) -> str:  # never show the URL: it may carry a password
         return f"RedisState(prefix={self._prefix!r}, listening={self.listening})"
 
+    @property
+    def hot_path_client(self) -> str:
+        """Which client serves ``first_use`` and ``rate_limit``: ``"fast"`` or
+        ``"redis-py"`` (a URL the fast client does not support, or ``fast_client=False``)."""
+        return "fast" if self._fast is not None else "redis-py"
+
     # --- keys -------------------------------------------------------------------------
     def _once_key(self, key: bytes) -> str:
         return f"{self._prefix}:once:{key.hex()}"
@@ -229,26 +249,57 @@ class RedisState:
             raise BackendUnavailable(f"Redis unavailable: {describe(exc)}") from None
 
     async def first_use(self, key: bytes, *, ttl_seconds: int) -> bool:
-        """``SET <prefix>:once:<hex> <token> NX EX ttl``: True only for the first caller.
+        """``SET <prefix>:once:<hex> <token> NX GET EX ttl``: True only for the first caller.
 
-        The value is a random token of this call: if the reply to a successful SET is
-        lost and the client retries, the retry finds its own token and still answers
-        True — a citizen's first scan is never reported as a replay because of a
-        network hiccup. (Only a refused SET costs the second round trip.)"""
+        The value is a random token of this call: ``GET`` returns what was there (nothing
+        for a new code), so if the reply to a successful SET is lost and the client
+        retries, the retry finds its own token and still answers True -- a citizen's
+        first scan is never reported as a replay because of a network hiccup. One round
+        trip either way (two on a Redis older than 7.0)."""
         name = self._once_key(key)
         token = os.urandom(8)
         ttl = max(1, int(ttl_seconds))
         fast = self._fast
         if fast is not None:
             try:
+                if self._set_nx_get:
+                    try:
+                        old = await fast.execute(b"SET", name, token, b"NX", b"GET", b"EX", ttl)
+                    except ReplyError as exc:
+                        if not self._no_set_nx_get(exc):
+                            raise
+                    else:
+                        return old is None or old == token
                 if await fast.execute(b"SET", name, token, b"NX", b"EX", ttl) is not None:
                     return True
                 return bool(await fast.execute(b"GET", name) == token)
             except ReplyError as exc:
                 raise BackendUnavailable(f"Redis unavailable: {describe(exc)}") from None
+        if self._set_nx_get:
+            try:
+                async with asyncio.timeout(self._op_timeout):
+                    old = await self._redis.set(name, token, nx=True, ex=ttl, get=True)
+            except ResponseError as exc:
+                if not self._no_set_nx_get(exc):
+                    raise BackendUnavailable(f"Redis unavailable: {describe(exc)}") from None
+            except _ERRORS as exc:
+                raise BackendUnavailable(f"Redis unavailable: {describe(exc)}") from None
+            else:
+                return old is None or old == token
         if await self._call(self._redis.set(name, token, nx=True, ex=ttl)):
             return True
         return bool(await self._call(self._redis.get(name)) == token)
+
+    def _no_set_nx_get(self, exc: BaseException) -> bool:
+        """True (and SET NX GET is off from now on) when ``exc`` is the syntax error of a
+        Redis older than 7.0, which does not combine NX with GET."""
+        if "syntax error" not in str(exc).lower():
+            return False
+        if self._set_nx_get:
+            self._set_nx_get = False
+            log.warning("Redis refuses SET NX GET (a server older than 7.0): single use "
+                        "now takes two round trips for a refused code; upgrade Redis")
+        return True
 
     async def rate_limit(self, partner_id: str, *, per_second: int, now_ms: int) -> float:
         """GCRA on ``<prefix>:rl:{<partner>}``: 0.0 when allowed, else seconds to wait."""
