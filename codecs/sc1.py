@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from suishen.codecs import base45, cbor, cose
+from suishen.codecs import base45, cbor, cose, offline
 from suishen.errors import CodecError, UnsupportedVersion
 
 PREFIX = "SC1:"
@@ -130,9 +130,27 @@ def parse(text: str) -> Envelope:
     return _parse_general(data)
 
 
+def parse_code(text: str) -> Envelope | cose.Sign1:
+    """Like :func:`parse`, for both kinds of code: a server-signed code comes back as its
+    :class:`Envelope`, an offline code (protected header ``{alg, kcwt}``, see
+    :mod:`suishen.codecs.offline`) as its outer COSE_Sign1 for
+    :func:`suishen.codecs.offline.parse`."""
+    data = from_text(text)
+    envelope = _parse_personal_layout(data)
+    if envelope is not None:
+        return envelope
+    message = cose.decode_sign1(data)
+    if offline.HDR_KCWT in message.protected:
+        return message
+    return _envelope_of(message)
+
+
 def _parse_general(data: bytes) -> Envelope:
     """The general path of :func:`parse` (after the text layer): decides every input."""
-    message = cose.decode_sign1(data)
+    return _envelope_of(cose.decode_sign1(data))
+
+
+def _envelope_of(message: cose.Sign1) -> Envelope:
     if message.unprotected:
         # The profile puts everything in the protected bucket; an unprotected alg or kid
         # would be attacker-controlled.

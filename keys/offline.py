@@ -115,7 +115,10 @@ def check_signatures(code: offline.OfflineCode, service_key: PublicKey) -> bool:
     if code.alg not in DEVICE_ALGS:
         return False
     credential = code.credential
-    if not service_key.verify(credential.signature, credential.to_be_signed()):
+    # The service signs low-S (keys.algorithms), so its signature must be the canonical
+    # one; the device's may be either form (WebCrypto and phone keystores do not
+    # normalise) -- replay memories name a code by its claims, not its signature bytes.
+    if not service_key.verify_canonical(credential.signature, credential.to_be_signed()):
         return False
     try:
         device = device_public_key(credential.claims.device_key)

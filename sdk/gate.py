@@ -8,9 +8,9 @@
     decision = gate.verify(code, scene="metro", direction="in", checkpoint="L2-S12-G3")
     if decision.valid: open_barrier()
 
-Both kinds of code are judged: offline codes (device-signed, with their credential) by
-:func:`suishen.verifiers.offline.verify_offline`, personal codes by the same pipeline as
-the service (:func:`suishen.verifiers.core.verify`) with the bundle's keys.
+Both kinds of code are judged by the service's own pipeline
+(:func:`suishen.verifiers.core.verify`, which hands offline codes to
+:func:`suishen.verifiers.offline.verify_offline`) with the bundle's keys and status lists.
 
 What the gate adds around the pure checks:
 
@@ -39,15 +39,14 @@ from pathlib import Path
 from typing import Any
 
 from suishen.codecs import bundle as codec
-from suishen.codecs import cose, offline, sc1
-from suishen.errors import CodecError, UnsupportedVersion, VerificationError
+from suishen.codecs import cose, sc1
+from suishen.errors import CodecError, VerificationError
 from suishen.keys.algorithms import PublicKey
 from suishen.keys.keyring import KeyRing
 from suishen.timefmt import rfc3339
-from suishen.verifiers.core import DEFAULT_SKEW
-from suishen.verifiers.core import verify as verify_personal
+from suishen.verifiers.core import DEFAULT_SKEW, verify
 from suishen.verifiers.memory import InMemoryReplay
-from suishen.verifiers.offline import DEFAULT_LIFETIME, verify_offline
+from suishen.verifiers.offline import DEFAULT_LIFETIME
 from suishen.verifiers.policy import DIRECTIONS, ScenePolicy
 from suishen.verifiers.policy import scene as scene_policy
 from suishen.verifiers.reasons import Reason
@@ -183,26 +182,8 @@ class Gate:
         direction: str | None,
         checkpoint: str | None,
     ) -> tuple[str | None, Reason, int | None, bytes | None]:
-        try:
-            message = cose.decode_sign1(sc1.from_text(code))  # type: ignore[arg-type]
-        except UnsupportedVersion:
-            return None, Reason.UNSUPPORTED_VERSION, None, None
-        except CodecError:
-            return None, Reason.MALFORMED, None, None
-        if offline.is_offline(message):
-            o = verify_offline(
-                message,
-                keys=self.trust.keyring,
-                policy=policy,
-                now=at,
-                skew=self.skew,
-                status=self.trust,
-                lifetime=self.lifetime,
-                direction=direction,
-                checkpoint=checkpoint,
-            )
-            return o.kind, o.reason, o.expires_at, o.replay_key
-        p = verify_personal(
+        # The service's pipeline, with the bundle's keys and status lists.
+        decision = verify(
             code,
             keys=self.trust.keyring,
             policy=policy,
@@ -210,8 +191,10 @@ class Gate:
             skew=self.skew,
             direction=direction,
             checkpoint=checkpoint,
+            credentials=self.trust,
+            offline_lifetime=self.lifetime,
         )
-        return p.kind, p.reason, p.expires_at, p.replay_key
+        return decision.kind, decision.reason, decision.expires_at, decision.replay_key
 
     def _record(self, code: object, decision: GateDecision, at: int) -> None:
         if not isinstance(code, str) or len(code) > sc1.MAX_CODE_CHARS:

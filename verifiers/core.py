@@ -12,14 +12,22 @@ over a service-signed credential) can add its second signature check there.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
+from suishen.codecs import offline as offline_codec
 from suishen.codecs import sc1
 from suishen.errors import CodecError, UnsupportedVersion
 from suishen.keys.algorithms import Alg, UnsupportedAlgorithm
 from suishen.keys.blinding import unblind
 from suishen.keys.keyring import KeyRing, KeyState
+from suishen.verifiers.offline import (
+    DEFAULT_LIFETIME as DEFAULT_OFFLINE_LIFETIME,
+)
+from suishen.verifiers.offline import (
+    CredentialStatus,
+    verify_offline,
+)
 from suishen.verifiers.policy import Presentation, ScenePolicy
 from suishen.verifiers.reasons import Reason
 
@@ -42,6 +50,14 @@ class _NoRevocations:
 NO_REVOCATIONS: RevocationView = _NoRevocations()
 
 
+class _NoCredentialStatus:
+    def credential_revoked(self, slot_start: int, index: int) -> bool | None:
+        return None
+
+
+NO_CREDENTIAL_STATUS: CredentialStatus = _NoCredentialStatus()
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     """The outcome of one verification.
@@ -58,6 +74,9 @@ class Decision:
     claims: sc1.PersonalClaims | None = None
     subject_handle: bytes | None = None
     replay_key: bytes | None = None
+    # An offline code (kind "offline"): its parsed form and when it stops being fresh.
+    offline_code: offline_codec.OfflineCode | None = None
+    offline_expires_at: int | None = None
 
     @property
     def valid(self) -> bool:
@@ -66,12 +85,12 @@ class Decision:
 
     @property
     def expires_at(self) -> int | None:
-        """The code's ``exp``, when the claims were read."""
-        return None if self.claims is None else self.claims.exp
+        """The code's ``exp`` (an offline code: its ``iat`` + lifetime), when read."""
+        return self.offline_expires_at if self.claims is None else self.claims.exp
 
     def rejected(self, reason: Reason) -> Decision:
         """The same decision with a failure reason (and no replay key)."""
-        return Decision(reason, self.kid, self.kind, self.claims, self.subject_handle, None)
+        return replace(self, reason=reason, replay_key=None)
 
 
 def verify(
@@ -84,14 +103,30 @@ def verify(
     direction: str | None = None,
     checkpoint: str | None = None,
     revocations: RevocationView = NO_REVOCATIONS,
+    credentials: CredentialStatus = NO_CREDENTIAL_STATUS,
+    offline_lifetime: int = DEFAULT_OFFLINE_LIFETIME,
 ) -> Decision:
-    """Verify one code. See :class:`Reason` for the order of checks."""
+    """Verify one code of either kind. See :class:`Reason` for the order of checks, and
+    :mod:`suishen.verifiers.offline` for offline codes (``credentials`` is the status of
+    offline credentials: the service's live state, or a gate's trust bundle; without one
+    an offline code cannot be judged and is ``trust_expired``)."""
     try:
-        envelope = sc1.parse(text)  # type: ignore[arg-type]  # non-str is CodecError
+        parsed = sc1.parse_code(text)  # type: ignore[arg-type]  # non-str is CodecError
     except UnsupportedVersion:
         return Decision(Reason.UNSUPPORTED_VERSION)
     except CodecError:
         return Decision(Reason.MALFORMED)
+    if not isinstance(parsed, sc1.Envelope):
+        o = verify_offline(
+            parsed, keys=keys, policy=policy, now=now, skew=skew, status=credentials,
+            lifetime=offline_lifetime, direction=direction, checkpoint=checkpoint,
+            subjects=revocations,
+        )
+        return Decision(
+            o.reason, o.kid, o.kind if o.code is not None else None, None, o.subject_handle,
+            o.replay_key, o.code, o.expires_at,
+        )
+    envelope = parsed
 
     kid_hex = envelope.kid.hex()
     key = keys.get(envelope.kid)

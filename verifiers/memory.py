@@ -146,9 +146,9 @@ class Verifier:
             checkpoint=checkpoint,
             revocations=self.revocations,
         )
-        if decision.replay_key is None or decision.claims is None:
+        if decision.replay_key is None or decision.expires_at is None:
             return decision
-        expires_at = decision.claims.exp + self.skew
+        expires_at = decision.expires_at + self.skew
         if not self.replay.first_use(decision.replay_key, expires_at=expires_at, now=now):
             return decision.rejected(Reason.REPLAYED)
         return decision
