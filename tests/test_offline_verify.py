@@ -12,6 +12,7 @@ from suishen.codecs import cbor, cose, offline, sc1
 from suishen.keys import offline as koff
 from suishen.keys.algorithms import Alg, PrivateKey
 from suishen.keys.keyring import KeyRing, KeyState, VerificationKey
+from suishen.verifiers.core import verify
 from suishen.verifiers.offline import replay_id, verify_offline
 from suishen.verifiers.policy import scene
 from suishen.verifiers.reasons import Reason
@@ -78,9 +79,8 @@ def world(alg: Alg = Alg.EDDSA) -> World:
 def judge(text: str, w: World, *, now: int = IAT + 5, ring: KeyRing | None = None,
           status: Status | None = None, scene_name: str = "metro",
           subjects: Subjects | None = None, direction: str | None = "in"):
-    message = cose.decode_sign1(sc1.from_text(text))
     return verify_offline(
-        message, keys=ring or w.ring(), policy=scene(scene_name), now=now, skew=SKEW,
+        koff.parse_code(text), keys=ring or w.ring(), policy=scene(scene_name), now=now, skew=SKEW,
         status=status or Status(), lifetime=LIFETIME, direction=direction, subjects=subjects,
     )
 
@@ -179,17 +179,22 @@ def test_a_device_alg_outside_the_list_is_a_bad_signature() -> None:
     assert judge(text, w).reason is Reason.BAD_SIGNATURE
 
 
-def test_malformed() -> None:
+def test_malformed_offline_codes_through_the_pipeline() -> None:
+    """Decoding is the pipeline's first step (verifiers.core.verify): a code with the
+    offline header but a broken credential is malformed, before any key is looked up."""
     w = world()
     message = cose.decode_sign1(sc1.from_text(w.code()))
-    broken = cose.Sign1(
-        message.protected_raw, {1: -7, 13: "x"}, message.unprotected, message.payload,
-        message.signature,
-    )
-    decision = verify_offline(
-        broken, keys=w.ring(), policy=scene("metro"), now=IAT, skew=SKEW, status=Status()
-    )
+    header = cbor.dumps({1: -7, 13: "not a credential"})
+    broken = sc1.to_text(cose.encode_sign1(header, {}, message.payload, message.signature))
+    decision = verify(broken, keys=KeyRing([]), policy=scene("metro"), now=IAT)
     assert decision.reason is Reason.MALFORMED
+    ok = verify(w.code(), keys=w.ring(), policy=scene("metro"), now=IAT + 1,
+                credentials=Status())
+    assert (ok.reason, ok.kind, ok.expires_at) == (Reason.OK, "offline", IAT + 30)
+    assert ok.offline_code is not None and ok.claims is None
+    # without credential status (a bare JWK Set) an offline code cannot be judged
+    bare = verify(w.code(), keys=w.ring(), policy=scene("metro"), now=IAT + 1)
+    assert bare.reason is Reason.TRUST_EXPIRED
 
 
 def test_revoked_credential_and_suspended_citizen() -> None:
