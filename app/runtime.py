@@ -146,7 +146,7 @@ async def build_runtime(
     kek = resolve_kek(settings)
     admin_token = resolve_admin_token(settings)
     metrics = metrics or Metrics()
-    db = await open_database(settings)
+    db = await open_database(settings, clock=clock)
     try:
         await db.migrate()
         state = open_state(settings, clock=clock)

@@ -12,7 +12,7 @@ verifies) plus states:
 A :class:`KeySet` is an immutable value: every operation returns a new set with a higher
 ``version``. Private keys and secrets exist only sealed with the key-encryption key
 (:mod:`suishen.keys.kek`); :meth:`KeySet.issuer` and :meth:`KeySet.keyring` unseal them
-in memory. Storage is somebody else's job: anything implementing :class:`KeyStore`.
+in memory. Storage is somebody else's job: anything implementing :class:`KeySetStore`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ DEFAULT_ALG = Alg.ES256  # faster to sign *and* verify here: see benchmarks/core
 _BLINDING_BYTES = 32
 _MAX_KID_ATTEMPTS = 64
 
-__all__ = ["DEFAULT_ALG", "KeyRecord", "KeySet", "KeyState", "KeyStore"]
+__all__ = ["DEFAULT_ALG", "KeyRecord", "KeySet", "KeySetStore", "KeyState"]
 
 
 def _aad(purpose: str, kid: str = "") -> bytes:
@@ -306,13 +306,24 @@ def _retire(record: KeyRecord, now: int, overlap_seconds: int) -> KeyRecord:
     return replace(record, state=KeyState.RETIRED, not_after=now + overlap_seconds)
 
 
-class KeyStore(Protocol):
-    """Where a key set lives (a directory, SQLite, PostgreSQL). Implementations MUST
-    store the set atomically and MUST NOT store anything unsealed."""
+class KeySetStore(Protocol):
+    """Where named key sets live: a directory, SQLite or PostgreSQL -- ONE interface for
+    the service (:mod:`suishen.app.services.keys`) and the ``suishen keys`` commands.
 
-    def load(self) -> KeySet | None:
+    Names: ``codes`` (signs codes) and ``tokens`` (signs partner access tokens).
+    Implementations MUST store a set atomically (a reader sees the old set or the new
+    one), MUST make :meth:`save` a compare-and-swap, and MUST NOT store anything
+    unsealed. Async because the database backends are; the directory answers at once.
+    """
+
+    async def load(self, name: str) -> KeySet | None:
         """The stored key set, or None when there is none yet."""
 
-    def save(self, keyset: KeySet) -> None:
-        """Replace the stored key set."""
+    async def save(self, name: str, keyset: KeySet, *, expected_version: int | None) -> bool:
+        """Compare-and-swap: store ``keyset`` only if the stored version is
+        ``expected_version`` (None: only if there is no set of that name yet). True when
+        stored, False when someone else changed (or created) it first."""
 
+    async def versions(self) -> dict[str, int]:
+        """name -> stored version of every key set: the cheap question a process asks
+        (once a second) to learn that another process or the CLI changed a set."""
