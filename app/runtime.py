@@ -75,6 +75,7 @@ class Runtime:
         await self.state.start()
         self.audit.start()
         self._tasks.append(asyncio.create_task(self._refresh_loop(), name="key-refresh"))
+        self._tasks.append(asyncio.create_task(self.keys.poll(), name="key-version-poll"))
         self._tasks.append(asyncio.create_task(self._gauge_loop(), name="metrics-gauges"))
 
     def update_gauges(self) -> None:
@@ -151,7 +152,7 @@ async def build_runtime(
         await db.migrate()
         state = open_state(settings, clock=clock)
         keys = KeyManager(
-            db,
+            db.keysets,
             state,
             kek,
             alg=settings.signing_alg,

@@ -149,7 +149,7 @@ def test_private_key_material_never_appears_in_clear(keydir: Path) -> None:
     keyset = directory.require()
     kek = directory.kek().kek
     issuer = keyset.issuer(kek)
-    secrets = [issuer.private.raw, issuer.blinding, keyset.pairwise_secret(kek)]
+    secrets = [issuer.signer.private.raw, issuer.blinding, keyset.pairwise_secret(kek)]
     text = (keydir / "keyset.json").read_text()
     raw = (keydir / "keyset.json").read_bytes()
     for secret in secrets:
