@@ -26,7 +26,7 @@ from suishen.app.clock import SYSTEM_CLOCK, Clock
 from suishen.app.devsecrets import resolve_admin_token, resolve_kek
 from suishen.app.observability import Metrics
 from suishen.app.services.audit import AuditWriter
-from suishen.app.services.keys import CODES, TOKENS, KeyManager, KeyView
+from suishen.app.services.keys import TOKENS, KeyManager, KeyView, default_overlaps
 from suishen.app.services.partners import PartnerService
 from suishen.app.services.ratelimit import RateLimiter
 from suishen.app.services.subjects import SubjectService
@@ -156,11 +156,7 @@ async def build_runtime(
             state,
             kek,
             alg=settings.signing_alg,
-            overlap_seconds={
-                CODES: settings.code_ttl_seconds + settings.clock_skew_seconds,
-                # Partner tokens verify with a 5 s leeway after their lifetime.
-                TOKENS: settings.partner_token_ttl_seconds + 5,
-            },
+            overlap_seconds=default_overlaps(settings),
             clock=clock,
         )
         await keys.load_or_create()

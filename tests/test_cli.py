@@ -521,7 +521,9 @@ def test_damaged_key_set(keydir: Path, run) -> None:
 
 # --- command line shape -------------------------------------------------------------------
 def test_usage_errors_are_one_line(run) -> None:
-    assert_one_line_error(run("keys", "init"), 2, "--dir")
+    # (`keys init` without --dir is no usage error any more: it names the service's set)
+    assert_one_line_error(run("keys", "revoke"), 2, "KID")
+    assert_one_line_error(run("keys", "list", "--key-set", "nope"), 2, "--key-set")
     assert_one_line_error(run("nonsense"), 2)
     assert_one_line_error(run("codes", "verify", "SC1:ABC"), 2, "--jwks")
 

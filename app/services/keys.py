@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from suishen.app.clock import SYSTEM_CLOCK, Clock
+from suishen.app.settings import Settings
 from suishen.app.storage.base import Event, StateBackend
 from suishen.errors import BackendUnavailable, KeyManagementError
 from suishen.keys.algorithms import Alg
@@ -198,3 +199,13 @@ def create_keyset(name: str, kek: KeyEncryptionKey, *, now: int, alg: Alg) -> Ke
     """A first key set for ``name``: the ``codes`` set with blinding and pairwise
     secrets, the ``tokens`` set (partner access tokens) with signing keys only."""
     return KeySet.create(kek, now=now, alg=alg, with_secrets=name == CODES)
+
+
+def default_overlaps(settings: Settings) -> dict[str, int]:
+    """How long a retired key keeps verifying after a rotation, per key set: the
+    longest code lifetime plus clock skew, and the partner-token lifetime plus its
+    5 s leeway (the service and ``suishen keys rotate`` use the same figures)."""
+    return {
+        CODES: settings.code_ttl_seconds + settings.clock_skew_seconds,
+        TOKENS: settings.partner_token_ttl_seconds + 5,
+    }
