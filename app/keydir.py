@@ -147,7 +147,7 @@ class KeyDirectory:
                 out[name] = keyset.version
         return out
 
-    # --- beyond KeyStore ----------------------------------------------------------
+    # --- directory helpers -------------------------------------------------------
     def require(self) -> KeySet:
         """The stored key set; :class:`KeyDirectoryError` naming what to do when absent."""
         keyset = self.load()
