@@ -117,3 +117,39 @@ def test_bad_settings_are_one_line(capsys: pytest.CaptureFixture[str],
     monkeypatch.setenv("SUISHEN_DATABASE_URL", "mysql://nope")
     status, _, err = run(capsys, "keys", "list")
     assert status == 1 and err.startswith("suishen: error:") and err.count("\n") == 1
+
+
+async def test_cli_announces_changes_on_the_redis_change_feed(
+    service_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With SUISHEN_REDIS_URL set, a CLI change is also published as a ``keys`` event,
+    which every running process applies at once (the poll is the fallback)."""
+    from suishen.app.storage.base import Event
+    from suishen.app.storage.redis_state import RedisState
+    from tests.contract.conftest import REDIS_URL
+
+    prefix = f"cli-test-{os.urandom(4).hex()}"
+    monkeypatch.setenv("SUISHEN_REDIS_URL", REDIS_URL)
+    monkeypatch.setenv("SUISHEN_REDIS_PREFIX", prefix)
+    listener = RedisState.from_url(REDIS_URL, prefix=prefix)
+    received: list[Event] = []
+
+    async def handler(event: Event) -> None:
+        received.append(event)
+
+    listener.subscribe(handler)
+    await listener.start()
+    try:
+        status = await asyncio.to_thread(main, ["keys", "init"])
+        assert status == 0
+        status = await asyncio.to_thread(main, ["keys", "rotate"])
+        assert status == 0
+        for _ in range(100):
+            keys_events = [e for e in received if e.kind == "keys"]
+            if len(keys_events) >= 2:
+                break
+            await asyncio.sleep(0.02)
+        assert [e.data for e in received if e.kind == "keys"] == [
+            {"name": "codes", "version": 1}, {"name": "codes", "version": 2}]
+    finally:
+        await listener.close()
