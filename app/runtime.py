@@ -12,7 +12,9 @@ the clock in :mod:`suishen.app.clock`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
 
 from suishen.app.auth.citizen_auth import CitizenAuth, citizen_auth_for
 from suishen.app.auth.dev_idp import DevIdentityProvider
@@ -23,7 +25,7 @@ from suishen.app.events import EventDispatcher
 from suishen.app.observability import GaugeLoop, Metrics
 from suishen.app.services.audit import AuditWriter
 from suishen.app.services.issuance import IssuanceService
-from suishen.app.services.keys import CODES, TOKENS, KeyManager, KeyView
+from suishen.app.services.keys import TOKENS, KeyManager, KeyView, default_overlaps
 from suishen.app.services.partners import PartnerService
 from suishen.app.services.ratelimit import RateLimiter
 from suishen.app.services.subjects import SubjectService
@@ -54,6 +56,7 @@ class Runtime:
     gauges: GaugeLoop
     dev_idp: DevIdentityProvider | None = None
     clock: Clock = SYSTEM_CLOCK
+    _key_poll: asyncio.Task[None] | None = field(default=None, repr=False)
 
     async def start(self) -> None:
         """Subscribe to the change feed and start background work."""
@@ -61,9 +64,17 @@ class Runtime:
         await self.state.start()
         self.audit.start()
         self.gauges.start()
+        # Key-set versions are checked once a second, so a change made behind the
+        # service's back (`suishen keys rotate` on its database) is picked up in ~1 s.
+        self._key_poll = asyncio.create_task(self.keys.poll(), name="key-version-poll")
 
     async def close(self) -> None:
         """Stop background work, drain the audit queue, close the backends."""
+        if self._key_poll is not None:
+            self._key_poll.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._key_poll
+            self._key_poll = None
         await self.events.close()
         await self.gauges.close()
         await self.audit.close()
@@ -83,20 +94,16 @@ async def build_runtime(
     kek = resolve_kek(settings)
     admin_token = resolve_admin_token(settings)
     metrics = metrics or Metrics()
-    db = await open_database(settings)
+    db = await open_database(settings, clock=clock)
     try:
         await db.migrate()
         state = open_state(settings, clock=clock, metrics=metrics)
         keys = KeyManager(
-            db,
+            db.keysets,
             state,
             kek,
             alg=settings.signing_alg,
-            overlap_seconds={
-                CODES: settings.code_ttl_seconds + settings.clock_skew_seconds,
-                # Partner tokens verify with a 5 s leeway after their lifetime.
-                TOKENS: settings.partner_token_lifetime_bound + 5,
-            },
+            overlap_seconds=default_overlaps(settings),
             clock=clock,
         )
         await keys.load_or_create()

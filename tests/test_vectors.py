@@ -19,6 +19,7 @@ from suishen.keys.issuer import Issuer
 from suishen.keys.kek import KeyEncryptionKey
 from suishen.keys.keyring import KeyRing
 from suishen.keys.keyset import KeySet
+from suishen.keys.signer import SoftwareSigner
 from suishen.sdk import Reason, Verifier
 from suishen.verifiers.core import verify
 from suishen.verifiers.memory import InMemoryReplay
@@ -157,8 +158,10 @@ def test_golden_codes_match_the_issuer(name: str) -> None:
     entry = KEYS["private_keys"][name]
     vector = load(f"golden/ok_{name}.json")
     issuer = Issuer(
-        private=PrivateKey.from_raw(Alg.parse(entry["alg"]), b64u_decode(entry["d"])),
-        kid=bytes.fromhex(entry["kid"]),
+        signer=SoftwareSigner(
+            PrivateKey.from_raw(Alg.parse(entry["alg"]), b64u_decode(entry["d"])),
+            bytes.fromhex(entry["kid"]),
+        ),
         blinding=b64u_decode(entry["blinding"]),
     )
     issued = issuer.issue_personal(bytes.fromhex(vector["subject_handle"]), now=vector["iat"],
