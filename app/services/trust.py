@@ -54,6 +54,7 @@ class _Built:
     made: float
     bundle: codec.Bundle
     signed: bytes
+    anchor: int  # the anchor key-set version that signed it
 
 
 async def ensure_anchor(db: Database, keys: KeyManager, kek: KeyEncryptionKey, *,
@@ -156,7 +157,9 @@ class TrustService:
         now = int(self._clock())
         head = await self._head(now)
         cached = self._built.get(head.version)
-        if cached is not None and time.monotonic() - cached.made < CACHE_SECONDS:
+        anchor = self._keys.view(ANCHOR).keyset.version
+        if (cached is not None and cached.anchor == anchor
+                and time.monotonic() - cached.made < CACHE_SECONDS):
             return cached
         keyset = self._keys.view(CODES).keyset
         if keyset.version != head.keys:  # pragma: no cover - a change raced this build
@@ -174,7 +177,7 @@ class TrustService:
                 slot_seconds=self._slot, list_sizes=sizes, revoked=revoked,
                 refresh=self._refresh, lifetime=self._lifetime,
             )
-            return _Built(time.monotonic(), bundle, self._sign(bundle))
+            return _Built(time.monotonic(), bundle, self._sign(bundle), anchor)
 
         built = await asyncio.to_thread(build)
         self._built[head.version] = built

@@ -435,3 +435,49 @@ async def test_a_key_rotation_gives_a_new_bundle_version_with_the_new_key(api: A
     # the retired key keeps verifying for the credential window (3 days + skew)
     retired = next(k for k in bundle.keys if k.state == "retired")
     assert retired.exp is not None and retired.exp - time.time() > 3 * 86_400 - 60
+
+
+async def test_the_trust_anchor_rotates_and_bundles_follow(api: Api) -> None:
+    gate_partner = await api.partner(["metro"])
+    old_anchor = (await api.client.get("/v1/trust-anchor")).json()
+    before = await api.client.get("/v1/trust-bundle", headers=gate_partner["headers"])
+    Gate.from_anchor_jwks(old_anchor).load_bundle(before.content)
+    r = await api.client.post("/v1/admin/keys/rotate", headers=api.admin,
+                              params={"key_set": "anchor"})
+    assert r.status_code == 200, r.text
+    new_anchor = (await api.client.get("/v1/trust-anchor")).json()
+    assert len(new_anchor["keys"]) == 2
+    signed = (await api.client.get("/v1/trust-bundle", headers=gate_partner["headers"])).content
+    kid = cose.decode_sign1(signed).protected[cose.HDR_KID].hex()
+    assert kid == r.json()["active"]  # not the bundle cached a moment ago
+    assert kid not in {k["kid"] for k in old_anchor["keys"]}
+    Gate.from_anchor_jwks(new_anchor).load_bundle(signed)
+    with pytest.raises(Exception, match="not signed by a trust anchor"):
+        Gate.from_anchor_jwks(old_anchor).load_bundle(signed)
+
+
+async def test_bundles_are_cached_per_version_and_advance_with_time(tmp_path: Path) -> None:
+    from suishen.app.runtime import build_runtime
+
+    now = [float(int(time.time()))]
+    settings = make_settings(tmp_path)
+    runtime = await build_runtime(settings, clock=lambda: now[0])
+    app = create_app(runtime=runtime)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            api = Api(client, app, settings)
+            gate_partner = await api.partner(["metro"])
+            anchor = (await client.get("/v1/trust-anchor")).json()
+            first = await client.get("/v1/trust-bundle", headers=gate_partner["headers"])
+            now[0] += 2
+            second = await client.get("/v1/trust-bundle", headers=gate_partner["headers"])
+            assert second.content == first.content  # the cached build (ECDSA is randomised)
+            now[0] += 60  # a tick: the same state, a newer version with a fresh issued_at
+            third = await client.get("/v1/trust-bundle", headers=gate_partner["headers"])
+            assert int(third.headers["x-bundle-version"]) > int(first.headers["x-bundle-version"])
+            gate = Gate.from_anchor_jwks(anchor)
+            gate.load_bundle(first.content)
+            held = gate.load_bundle(third.content)
+            assert held.issued_at == int(now[0])
+            assert held.refresh_after == int(now[0]) + 900
