@@ -24,11 +24,13 @@ from suishen.app.devsecrets import resolve_admin_token, resolve_kek
 from suishen.app.events import EventDispatcher
 from suishen.app.observability import GaugeLoop, Metrics
 from suishen.app.services.audit import AuditWriter
+from suishen.app.services.devices import DeviceService
 from suishen.app.services.issuance import IssuanceService
 from suishen.app.services.keys import TOKENS, KeyManager, KeyView, default_overlaps
 from suishen.app.services.partners import PartnerService
 from suishen.app.services.ratelimit import RateLimiter
 from suishen.app.services.subjects import SubjectService
+from suishen.app.services.trust import TrustService, ensure_anchor
 from suishen.app.services.verify import VerifyService
 from suishen.app.settings import Settings
 from suishen.app.storage.base import Database, StateBackend
@@ -54,6 +56,8 @@ class Runtime:
     admin_token: str
     events: EventDispatcher
     gauges: GaugeLoop
+    devices: DeviceService
+    trust: TrustService
     dev_idp: DevIdentityProvider | None = None
     clock: Clock = SYSTEM_CLOCK
     _key_poll: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -111,6 +115,14 @@ async def build_runtime(
             db, state, cache_seconds=settings.subject_cache_seconds, clock=clock
         )
         await subjects.load_suspended()
+        await ensure_anchor(db, keys, kek, alg=settings.signing_alg, now=int(clock()))
+        devices = DeviceService(
+            db, state, keys=keys, subjects=subjects,
+            slot_seconds=settings.offline_slot_seconds, slots=settings.offline_slots,
+            list_size=settings.offline_status_list_size, clock=clock,
+        )
+        await devices.load_revoked()
+        subjects.on_change.append(devices.subject_changed)
     except BaseException:
         await db.close()
         raise
@@ -140,6 +152,8 @@ async def build_runtime(
         skew=settings.clock_skew_seconds,
         fallback_local=settings.single_use_when_redis_down == "local",
         clock=clock,
+        credentials=devices.revoked,
+        offline_lifetime=settings.offline_code_lifetime_seconds,
     )
     runtime = Runtime(
         settings=settings,
@@ -158,9 +172,16 @@ async def build_runtime(
         citizen_auth=citizen_auth_for(settings, dev_idp),
         admin_token=admin_token,
         events=EventDispatcher(keys=keys, subjects=subjects, metrics=metrics,
-                               refresh_seconds=settings.key_refresh_seconds),
+                               refresh_seconds=settings.key_refresh_seconds, devices=devices),
         gauges=GaugeLoop(metrics, audit=audit, db=db),
         dev_idp=dev_idp,
+        devices=devices,
+        trust=TrustService(
+            db, keys, slot_seconds=settings.offline_slot_seconds,
+            list_size=settings.offline_status_list_size,
+            refresh_seconds=settings.trust_bundle_refresh_seconds,
+            lifetime_seconds=settings.trust_bundle_lifetime_seconds, clock=clock,
+        ),
     )
 
     def on_keys(name: str, view: KeyView) -> None:

@@ -42,6 +42,7 @@ log = logging.getLogger("suishen.keys")
 
 CODES = "codes"
 TOKENS = "tokens"
+ANCHOR = "anchor"  # the trust-anchor key set (app/services/trust.py)
 _CAS_ATTEMPTS = 5
 POLL_SECONDS = 1.0
 
@@ -206,7 +207,13 @@ def default_overlaps(settings: Settings) -> dict[str, int]:
     longest code lifetime plus clock skew, and the partner-token lifetime plus its
     5 s leeway (the service and ``suishen keys rotate`` use the same figures)."""
     return {
-        CODES: settings.code_ttl_seconds + settings.clock_skew_seconds,
+        # A retired code key keeps verifying until the last offline credential it signed
+        # has ended (credentials are issued up to offline_days ahead).
+        CODES: max(settings.code_ttl_seconds,
+                   settings.offline_slots * settings.offline_slot_seconds)
+        + settings.clock_skew_seconds,
+        # Gates keep a retired anchor key until their bundles are re-signed.
+        ANCHOR: settings.trust_bundle_lifetime_seconds + settings.clock_skew_seconds,
         # Partner tokens verify up to their lifetime bound, with a 5 s leeway after it.
         TOKENS: settings.partner_token_lifetime_bound + 5,
     }

@@ -1,7 +1,8 @@
 """Repository and state interfaces: what the service needs from storage, nothing more.
 
 Durable data (a :class:`Database`): subjects (citizens), partners, key sets, audit
-records. Implementations: :mod:`.sqlite` (embedded default), :mod:`.postgres`.
+records, devices and offline credentials (:mod:`.devices`). Implementations:
+:mod:`.sqlite` (embedded default), :mod:`.postgres`.
 
 Fast shared state (a :class:`StateBackend`): single-use memory, per-partner rate limits,
 the change feed that carries status and key changes to every process, and a shared
@@ -23,6 +24,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from suishen.app.storage.devices import DeviceRepository
 from suishen.errors import StorageError
 from suishen.keys.keyset import KeySetStore
 
@@ -205,6 +207,10 @@ class Database(Protocol):
     @property
     def audit(self) -> AuditRepository:
         """Audit records."""
+
+    @property
+    def devices(self) -> DeviceRepository:
+        """Devices, offline credentials and the trust version log."""
 
     async def migrate(self) -> list[str]:
         """Apply pending schema migrations (idempotent, safe to run concurrently);

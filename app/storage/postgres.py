@@ -46,6 +46,7 @@ from suishen.app.storage.base import (
     PartnerExists,
     Subject,
 )
+from suishen.app.storage.postgres_devices import PostgresDevices
 from suishen.errors import BackendUnavailable, ConfigError, StorageError, describe
 from suishen.keys.keyset import KeySet
 
@@ -118,6 +119,7 @@ class PostgresDatabase:
         self.partners = _Partners(self)
         self.keysets = _KeySets(self)
         self.audit = _Audit(self)
+        self.devices = PostgresDevices(self)
 
     @classmethod
     async def open(

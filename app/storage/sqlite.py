@@ -27,6 +27,7 @@ from suishen.app.storage.base import (
     PartnerExists,
     Subject,
 )
+from suishen.app.storage.sqlite_devices import SQLiteDevices
 from suishen.errors import BackendUnavailable, StorageError
 from suishen.keys.keyset import KeySet
 
@@ -43,6 +44,7 @@ class SQLiteDatabase:
         self.partners = _Partners(conn, self._write_lock)
         self.keysets = _KeySets(conn, self._write_lock, clock)
         self.audit = _Audit(conn, self._write_lock)
+        self.devices = SQLiteDevices(conn, self._write_lock)
 
     @classmethod
     async def open(cls, path: str | Path, *, clock: Clock = SYSTEM_CLOCK) -> SQLiteDatabase:
