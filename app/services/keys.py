@@ -37,6 +37,7 @@ from suishen.keys.issuer import Issuer
 from suishen.keys.kek import KeyEncryptionKey
 from suishen.keys.keyring import KeyRing
 from suishen.keys.keyset import KeySet, KeySetStore
+from suishen.keys.signer import Signer
 
 log = logging.getLogger("suishen.keys")
 
@@ -54,6 +55,8 @@ class KeyView:
     keyset: KeySet
     keyring: KeyRing
     issuer: Issuer | None
+    # The active key's signer (every key set; None when every key is revoked).
+    signer: Signer | None = None
 
 
 class KeyManager:
@@ -109,12 +112,14 @@ class KeyManager:
         current = self._views.get(name)
         if current is not None and current.keyset.version >= keyset.version:
             return
-        issuer = None
+        issuer = signer = None
+        # every key revoked: verify still works, issuing and signing refuse
+        with contextlib.suppress(KeyManagementError):
+            signer = keyset.signer(self._kek)
         if name == CODES:
-            # every key revoked: verify still works, issuing refuses
             with contextlib.suppress(KeyManagementError):
                 issuer = keyset.issuer(self._kek)
-        view = KeyView(keyset, keyset.keyring(self._kek), issuer)
+        view = KeyView(keyset, keyset.keyring(self._kek), issuer, signer)
         self._views[name] = view
         if name == CODES:
             self.pairwise_secret = keyset.pairwise_secret(self._kek)
