@@ -9,7 +9,17 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
-from suishen.app.deps import BodyFirst, CitizenSub, RuntimeDep, bearer, citizen_sub
+from suishen.app.auth.errors import AuthError
+from suishen.app.deps import (
+    BodyFirst,
+    CitizenSub,
+    RuntimeDep,
+    auth_throttle,
+    bearer,
+    citizen_sub,
+    client_address,
+    throttled,
+)
 from suishen.app.routes.partner import authenticate_partner
 from suishen.app.schemas import (
     CredentialOut,
@@ -74,11 +84,21 @@ async def list_devices(runtime: RuntimeDep, sub: CitizenSub) -> DeviceList:
 
 
 async def _citizen_or_operator(request: Request, runtime: RuntimeDep) -> str | None:
-    """The citizen's ``sub``, or None for the operators' admin token."""
+    """The citizen's ``sub``, or None for the operators' admin token. A token that is
+    neither counts as a failed operator authentication (the admin token must not be
+    guessable here more cheaply than on ``/v1/admin``)."""
+    throttle, client, now = auth_throttle(request, "admin"), client_address(request), runtime.now()
+    wait = throttle.retry_after(client, now)
+    if wait:
+        raise throttled(wait)
     token = bearer(request.headers.get("authorization"))
     if hmac.compare_digest(token.encode(), runtime.admin_token.encode()):
         return None
-    return await citizen_sub(request, runtime)
+    try:
+        return await citizen_sub(request, runtime)
+    except AuthError:
+        throttle.failed(client, now)
+        raise
 
 
 @router.delete("/v1/devices/{device_id}", status_code=204,

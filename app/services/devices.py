@@ -225,6 +225,8 @@ class DeviceService:
         publics = parse_device_keys(keys, max_keys=self.max_batch)
         subject = await self._active_subject(sub)
         await self._refuse_known(publics)
+        if self._keys.view().issuer is None:  # before anything is stored
+            raise IssuanceError("no active signing key; an operator must rotate keys")
         now = int(self._clock())
         device = Device(secrets.token_urlsafe(16), sub, name, now)
         await self._db.devices.create(device)

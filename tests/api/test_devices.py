@@ -481,3 +481,12 @@ async def test_bundles_are_cached_per_version_and_advance_with_time(tmp_path: Pa
             held = gate.load_bundle(third.content)
             assert held.issued_at == int(now[0])
             assert held.refresh_after == int(now[0]) + 900
+
+
+async def test_guessing_the_admin_token_on_device_revocation_is_throttled(api: Api) -> None:
+    statuses = []
+    for i in range(12):
+        r = await api.client.delete("/v1/devices/some-device",
+                                    headers={"Authorization": f"Bearer guess-{i}"})
+        statuses.append(r.status_code)
+    assert statuses[:10] == [401] * 10 and statuses[10:] == [429, 429]
