@@ -77,8 +77,10 @@ def browser(chromium_path: str) -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One embedded-default server for the module, with short-lived codes."""
-    srv = Server(tmp_path_factory.mktemp("browser"),
-                 SUISHEN_CODE_TTL_SECONDS=str(CODE_TTL)).start()
+    # The access log is on so that "no token in the logs" is checked against a log that
+    # names every request.
+    srv = Server(tmp_path_factory.mktemp("browser"), SUISHEN_CODE_TTL_SECONDS=str(CODE_TTL),
+                 SUISHEN_ACCESS_LOG="true").start()
     yield srv
     srv.stop()
 

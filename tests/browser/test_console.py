@@ -106,6 +106,14 @@ def test_operator_suspends_a_citizen_and_the_citizen_sees_it(open_tab, server: S
     assert answer["valid"] is True
     assert answer["attributes"] == {"reader_id": "R-7"}
 
+    # Neither the admin token nor the citizen's token is in the server's log (which,
+    # with the access log on, names every request the pages made).
+    citizen_token = citizen.page.evaluate("sessionStorage.getItem('suishen.citizen.token')")
+    log = server.log_path.read_text()
+    assert '"path": "/v1/admin/subjects/{sub}"' in log
+    assert ADMIN_TOKEN not in log
+    assert citizen_token and citizen_token not in log
+
 
 def test_live_panel_shows_verifications_per_second(open_tab, server: Server) -> None:
     partner = server.register_partner(["library"])
