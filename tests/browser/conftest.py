@@ -58,8 +58,11 @@ def chromium_path() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium_path: str) -> Iterator[Any]:
+    """Chromium under Playwright's sync API, per module: while it runs, its event loop is
+    the thread's running loop, so it must be gone before the asyncio tests of the
+    modules that follow (pytest-asyncio cannot start theirs inside it)."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:  # pragma: no cover - a dev dependency (requirements/dev.txt)
