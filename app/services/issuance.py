@@ -1,6 +1,7 @@
-"""Personal codes for citizens: enrolment on first sight, the suspension check and the
-signature. Returns the signed code (:class:`~suishen.keys.issuer.IssuedCode`); the route
-chooses its presentation (JSON, PNG or SVG)."""
+"""Personal codes for citizens: enrolment on first sight (a known citizen needs no
+database round trip), the suspension check and the signature. Returns the signed code
+(:class:`~suishen.keys.issuer.IssuedCode`); the route chooses its presentation (JSON,
+PNG or SVG)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from suishen.app.clock import SYSTEM_CLOCK, Clock
 from suishen.app.observability import Metrics
 from suishen.app.services.keys import KeyManager
 from suishen.app.services.subjects import SubjectService
-from suishen.errors import IssuanceError, SubjectSuspended
+from suishen.errors import IssuanceError
 from suishen.keys.issuer import IssuedCode
 
 
@@ -36,14 +37,11 @@ class IssuanceService:
         Raises :class:`SubjectSuspended` for a suspended citizen and
         :class:`IssuanceError` when no signing key is active.
         """
-        subject = await self._subjects.enroll(sub)
-        if subject.suspended:
-            raise SubjectSuspended("this citizen's code is suspended")
         issuer = self._keys.view().issuer
         if issuer is None:
             raise IssuanceError("no active signing key; an operator must rotate keys")
-        issued = issuer.issue_personal(subject.handle, now=int(self._clock()), ttl=self._ttl)
-        # the code is likely verified by this process: warm its cache of the citizen
-        self._subjects.remember(subject)
+        # No database round trip for a known citizen (SubjectService.handle_for_code).
+        handle = await self._subjects.handle_for_code(sub)
+        issued = issuer.issue_personal(handle, now=int(self._clock()), ttl=self._ttl)
         self._metrics.codes_issued.inc()
         return issued

@@ -6,6 +6,11 @@ views the verify hot path reads.
   amended by ``subject`` events: a suspension reaches every process within a second.
 * **Attributes** for the verify path come from a local LRU, then the shared cache, then
   the database; a change drops the cached copies everywhere through the same event.
+* **Handles for issuance**: a citizen's handle never changes once enrolled, so every
+  process keeps ``sub -> handle`` in a bounded LRU and issues a known citizen's code with
+  no database round trip — the status comes from the suspended set above. Only
+  enrolment (a citizen's first code) reads and writes the database (SPEC §7, §8: a
+  known citizen keeps getting codes while PostgreSQL is down).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from suishen.app.storage.base import (
     Subject,
 )
 from suishen.codecs.sc1 import HANDLE_BYTES
-from suishen.errors import BackendUnavailable, StorageError
+from suishen.errors import BackendUnavailable, StorageError, SubjectSuspended
 from suishen.verifiers.memory import InMemoryRevocations
 
 log = logging.getLogger("suishen.subjects")
@@ -71,6 +76,7 @@ class SubjectService:
         self._clock = clock
         self._local: OrderedDict[bytes, tuple[float, CachedSubject]] = OrderedDict()
         self._local_max = local_entries
+        self._handles: OrderedDict[str, bytes] = OrderedDict()
         self.revocations = InMemoryRevocations()
         # Called after an operator's write, before it is announced (devices flip or
         # clear their credentials' bits for trust bundles).
@@ -93,6 +99,26 @@ class SubjectService:
             except HandleTaken:
                 continue
         raise StorageError("could not allocate a subject handle")
+
+    async def handle_for_code(self, sub: str) -> bytes:
+        """The handle to issue ``sub``'s code for: from memory for a known citizen (no
+        database round trip), else enrolled (the database). Raises
+        :class:`~suishen.errors.SubjectSuspended` for a suspended citizen."""
+        handle = self._handles.get(sub)
+        if handle is not None:
+            self._handles.move_to_end(sub)
+            if self.revocations.subject_revoked(handle):
+                raise SubjectSuspended("this citizen's code is suspended")
+            return handle
+        subject = await self.enroll(sub)
+        self._handles[sub] = subject.handle
+        if len(self._handles) > self._local_max:
+            self._handles.popitem(last=False)
+        # the code is likely verified by this process: warm its cache of the citizen
+        self.remember(subject)
+        if subject.suspended or self.revocations.subject_revoked(subject.handle):
+            raise SubjectSuspended("this citizen's code is suspended")
+        return subject.handle
 
     async def get(self, sub: str) -> Subject | None:
         """The citizen ``sub`` as stored."""

@@ -99,6 +99,36 @@ async def test_issuance_service(runtime: Runtime) -> None:
         await runtime.issuance.issue("carol")
 
 
+async def test_issuing_for_a_known_citizen_needs_no_database(runtime: Runtime) -> None:
+    """SPEC §7/§8 (issue 13): a known citizen's handle and status are in memory; only a
+    first code (enrolment) touches the database. Proven by taking the database away."""
+    first = await runtime.issuance.issue("erin")
+    calls: list[str] = []
+    real = runtime.db.subjects
+
+    class NoDatabase:
+        def __getattr__(self, name: str) -> Any:
+            calls.append(name)
+            raise BackendUnavailable("database down")
+
+    runtime.db.subjects = NoDatabase()  # type: ignore[misc, assignment]
+    try:
+        again = await runtime.issuance.issue("erin")
+        assert again.cti != first.cti and calls == []
+        with pytest.raises(BackendUnavailable):  # a new citizen must be enrolled
+            await runtime.issuance.issue("frank")
+    finally:
+        runtime.db.subjects = real  # type: ignore[misc]
+    # a suspension reaches the in-memory status: no code, still without the database
+    await runtime.subjects.upsert("erin", status="suspended", attributes={})
+    runtime.db.subjects = NoDatabase()  # type: ignore[misc, assignment]
+    try:
+        with pytest.raises(SubjectSuspended):
+            await runtime.issuance.issue("erin")
+    finally:
+        runtime.db.subjects = real  # type: ignore[misc]
+
+
 async def test_history_service_pages(runtime: Runtime) -> None:
     partner = await _partner(runtime, ["library"])
     code = (await runtime.issuance.issue("dave")).text

@@ -57,9 +57,15 @@ def test_postgres_down(stack: tuple[Server, PrivatePostgres, PrivateRedis]) -> N
     lib_h, gate_h = srv.partner_headers(library), srv.partner_headers(gate)
     codes = [httpx.post(srv.url + "/v1/codes", headers=citizen).json()["code"] for _ in range(2)]
 
+    newcomer = srv.citizen("pg-fault-newcomer")  # a token, but never enrolled
     pg.stop()
     try:
-        r, took = _timed(lambda: httpx.post(srv.url + "/v1/codes", headers=citizen, timeout=10))
+        # SPEC §8: a known citizen keeps getting codes (handle and status are in
+        # memory); only enrolment needs the database and answers 503, quickly.
+        r = httpx.post(srv.url + "/v1/codes", headers=citizen, timeout=10)
+        assert r.status_code == 201, r.text
+        r, took = _timed(lambda: httpx.post(srv.url + "/v1/codes", headers=newcomer,
+                                            timeout=10))
         assert r.status_code == 503
         assert r.headers["content-type"] == "application/problem+json"
         assert int(r.headers["retry-after"]) >= 1
