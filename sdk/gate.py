@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +41,7 @@ from suishen.codecs import cose, sc1
 from suishen.errors import CodecError, VerificationError
 from suishen.keys.algorithms import PublicKey
 from suishen.keys.keyring import KeyRing
+from suishen.sdk.files import atomic_write
 from suishen.timefmt import rfc3339
 from suishen.verifiers.core import DEFAULT_SKEW, verify
 from suishen.verifiers.memory import InMemoryReplay
@@ -221,17 +220,7 @@ class Gate:
             "replay": [[_b64(k), exp] for k, exp in self.replay.export()],
             "log": self.log,
         }
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump(state, out, separators=(",", ":"))
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(Path(path), json.dumps(state, separators=(",", ":")).encode("utf-8"))
 
     def restore(self, path: Path, *, now: int) -> None:
         """Read a state file written by :meth:`save` (a missing file is a fresh gate).
@@ -284,17 +273,7 @@ def write_bundle_file(path: Path, chain: list[bytes]) -> None:
     """Write a bundle file atomically."""
     from suishen.codecs import cbor
 
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(cbor.dumps(list(chain)))
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(Path(path), cbor.dumps(list(chain)))
 
 
 def unverified_state(chain: list[bytes]) -> TrustState:

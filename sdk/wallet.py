@@ -24,7 +24,6 @@ import base64
 import json
 import os
 import secrets
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from suishen.errors import CodecError, SuishenError
 from suishen.keys import offline as koff
 from suishen.keys.algorithms import Alg, PrivateKey
 from suishen.sdk.client import DeviceClient
+from suishen.sdk.files import atomic_write
 
 WALLET_FILE = "wallet.json"
 FORMAT = 1
@@ -252,16 +252,7 @@ class Wallet:
                 for c in self.credentials
             ],
         }
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".wallet.")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump(state, out, indent=1)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self.folder / WALLET_FILE)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(self.folder / WALLET_FILE, json.dumps(state, indent=1).encode("utf-8"))
 
     def _load(self) -> None:
         path = self.folder / WALLET_FILE
