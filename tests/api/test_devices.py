@@ -490,3 +490,20 @@ async def test_guessing_the_admin_token_on_device_revocation_is_throttled(api: A
                                     headers={"Authorization": f"Bearer guess-{i}"})
         statuses.append(r.status_code)
     assert statuses[:10] == [401] * 10 and statuses[10:] == [429, 429]
+
+
+async def test_stale_and_future_offline_codes_online(api: Api) -> None:
+    keys = new_keys(2)
+    body = await register(api, "ruth", keys)
+    library = await api.partner(["library"])
+    now = int(time.time())
+    slot_start = now - now % SLOT
+    future = offline_code(body, keys, min(now + 120, slot_start + 2 * SLOT - 1))
+    assert (await api.verify(library, future, "library")).json()["reason"] == "not_yet_valid"
+    if now - slot_start >= 61:  # the device clock 61 s behind: older than 30 s + 30 s skew
+        stale = offline_code(body, keys, now - 61)
+        assert (await api.verify(library, stale, "library")).json()["reason"] == "expired"
+    tampered = offline_code(body, keys, now)
+    flipped = tampered[:-3] + ("A" if tampered[-3] != "A" else "B") + tampered[-2:]
+    assert (await api.verify(library, flipped, "library")).json()["reason"] in (
+        "bad_signature", "malformed")

@@ -133,3 +133,18 @@ async def test_versions_are_monotonic_and_unknown_ones_are_none(db: Database) ->
     assert await db.devices.changes_since(latest + 1000) is None
     changes = await db.devices.changes_since(first)
     assert changes is not None and changes.since == first and changes.version == latest
+
+
+async def test_concurrent_revocations_get_distinct_versions_and_a_delta_sees_them_all(
+    db: Database,
+) -> None:
+    base = slot(0)
+    devices = [await new_device(db) for _ in range(8)]
+    for n, device in enumerate(devices):
+        await db.devices.add_credentials([row(device.device_id, base, 1000 + n)])
+    before = (await db.devices.trust_version()).version
+    results = await asyncio.gather(*(db.devices.revoke(d.device_id, now=base) for d in devices))
+    assert all(len(pairs) == 1 for _, pairs in results)
+    changes = await db.devices.changes_since(before)
+    assert changes is not None and changes.version >= before + 8
+    assert sorted(changes.flips[base]) == [1000 + n for n in range(8)]
