@@ -18,6 +18,8 @@ bundle, and signed deltas.
 * ``?since=N`` answers a delta (:func:`~suishen.keys.bundle.delta`) when N is a version
   this store made, no reactivation happened since (a delta can only set bits), and the
   delta is smaller than the full bundle; otherwise the full bundle.
+* Old rows are pruned once a tick (credential rows of slots that ended a bundle
+  lifetime ago, older versions and their flips).
 * Built bundles are cached per version for :data:`CACHE_SECONDS` and built in a worker
   thread (at city scale, compressing 25 status lists of 42.5 M bits takes a while).
 """
@@ -34,7 +36,7 @@ from suishen.app.services.keys import CODES, KeyManager
 from suishen.app.storage.base import Database
 from suishen.app.storage.devices import TrustHead
 from suishen.codecs import bundle as codec
-from suishen.errors import IssuanceError, KeyManagementError
+from suishen.errors import IssuanceError, KeyManagementError, StorageError
 from suishen.keys import bundle as kbundle
 from suishen.keys.algorithms import Alg
 from suishen.keys.kek import KeyEncryptionKey
@@ -150,8 +152,18 @@ class TrustService:
         if keyset.version > head.keys:
             return await self._db.devices.bump("keys", now=now, keys=keyset.version)
         if head.at < now - self._tick:
-            return await self._db.devices.bump("tick", now=now)
+            head = await self._db.devices.bump("tick", now=now)
+            await self._prune(now)
         return head
+
+    async def _prune(self, now: int) -> None:
+        """Once a tick: forget credential rows of slots that ended a bundle lifetime ago
+        and versions older than that (a gate holding one has an expired bundle and gets
+        the full bundle). Failure is logged, never the caller's problem."""
+        try:
+            await self._db.devices.prune(before=now - self._lifetime - self._slot)
+        except StorageError as exc:
+            log.warning("trust prune skipped: %s", type(exc).__name__)
 
     async def _current(self) -> _Built:
         now = int(self._clock())

@@ -481,6 +481,14 @@ async def test_bundles_are_cached_per_version_and_advance_with_time(tmp_path: Pa
             held = gate.load_bundle(third.content)
             assert held.issued_at == int(now[0])
             assert held.refresh_after == int(now[0]) + 900
+            first_version = int(first.headers["x-bundle-version"])
+            now[0] += 2 * 86_400  # past a bundle lifetime: old versions are pruned
+            gate_partner = await api.partner(["metro"])  # the old token has expired
+            late = await client.get("/v1/trust-bundle", headers=gate_partner["headers"],
+                                    params={"since": first_version})
+            assert late.status_code == 200
+            assert "x-bundle-since" not in late.headers  # the full bundle
+            assert await runtime.db.devices.changes_since(first_version) is None
 
 
 async def test_guessing_the_admin_token_on_device_revocation_is_throttled(api: Api) -> None:
