@@ -515,3 +515,24 @@ async def test_stale_and_future_offline_codes_online(api: Api) -> None:
     flipped = tampered[:-3] + ("A" if tampered[-3] != "A" else "B") + tampered[-2:]
     assert (await api.verify(library, flipped, "library")).json()["reason"] in (
         "bad_signature", "malformed")
+
+
+async def test_a_suspension_reaches_gates_as_a_delta(api: Api) -> None:
+    keys = new_keys(2)
+    body = await register(api, "sara", keys)
+    gate_partner = await api.partner(["metro"])
+    anchor = (await api.client.get("/v1/trust-anchor")).json()
+    gate = Gate.from_anchor_jwks(anchor)
+    held = gate.load_bundle(
+        (await api.client.get("/v1/trust-bundle", headers=gate_partner["headers"])).content)
+    now = int(time.time())
+    assert gate.verify(offline_code(body, keys, now), scene="metro", direction="in",
+                       now=now).reason == "ok"
+    await api.client.put("/v1/admin/subjects/sara", headers=api.admin,
+                         json={"status": "suspended", "attributes": {}})
+    d = await api.client.get("/v1/trust-bundle", headers=gate_partner["headers"],
+                             params={"since": held.version})
+    assert d.headers["x-bundle-since"] == str(held.version)
+    gate.load_bundle(d.content)
+    assert gate.verify(offline_code(body, keys, now, counter=1), scene="metro",
+                       direction="out", now=now).reason == "revoked"
