@@ -118,7 +118,8 @@ async def build_runtime(
         devices = DeviceService(
             db, state, keys=keys, subjects=subjects,
             slot_seconds=settings.offline_slot_seconds, slots=settings.offline_slots,
-            list_size=settings.offline_status_list_size, clock=clock,
+            list_size=settings.offline_status_list_size,
+            max_devices=settings.offline_max_devices, clock=clock,
         )
         await devices.load_revoked()
         subjects.on_change.append(devices.subject_changed)

@@ -219,9 +219,11 @@ class DeviceService:
         slot_seconds: int,
         slots: int,
         list_size: int,
+        max_devices: int = 5,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._db = db
+        self.max_devices = max_devices
         self._state = state
         self._keys = keys
         self._subjects = subjects
@@ -257,11 +259,16 @@ class DeviceService:
     # --- citizens ---------------------------------------------------------------------
     async def register(self, sub: str, *, name: object, keys: object) -> Enrolment:
         """A new device of citizen ``sub`` with one credential per key, for consecutive
-        slots from the current one. Raises :class:`InvalidRequest` (bad name or keys),
+        slots from the current one. Raises :class:`InvalidRequest` (bad name or keys,
+        ``max_devices`` active devices already),
         :class:`SubjectSuspended`, :class:`IssuanceError` (no active signing key)."""
         name = check_name(name)
         publics = parse_device_keys(keys, max_keys=self.max_batch)
         subject = await self._active_subject(sub)
+        active = [d for d in await self._db.devices.for_subject(sub) if not d.revoked]
+        if len(active) >= self.max_devices:
+            raise InvalidRequest(f"at most {self.max_devices} active devices per citizen: "
+                                 "revoke one first (DELETE /v1/devices/{device_id})")
         await self._refuse_known(publics)
         if self._keys.view().issuer is None:  # before anything is stored
             raise IssuanceError("no active signing key; an operator must rotate keys")

@@ -536,3 +536,21 @@ async def test_a_suspension_reaches_gates_as_a_delta(api: Api) -> None:
     gate.load_bundle(d.content)
     assert gate.verify(offline_code(body, keys, now, counter=1), scene="metro",
                        direction="out", now=now).reason == "revoked"
+
+
+async def test_a_citizen_has_at_most_max_devices_active(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, offline_max_devices=2)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            api = Api(client, app, settings)
+            first = await register(api, "tom", new_keys(1))
+            await register(api, "tom", new_keys(1))
+            citizen = await api.citizen("tom")
+            third = await client.post("/v1/devices", headers=citizen,
+                                      json={"name": "p", "keys": jwks_of(new_keys(1))})
+            assert third.status_code == 422 and "at most 2 active" in third.json()["detail"]
+            gone = await client.delete(f"/v1/devices/{first['device_id']}", headers=citizen)
+            assert gone.status_code == 204
+            await register(api, "tom", new_keys(1))  # a revoked device does not count
