@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 import suishen
 from suishen.app import problems
 from suishen.app.observability import EdgeMiddleware, Metrics
+from suishen.app.pages import mount_pages
 from suishen.app.routes import admin, citizen, dev, devices, partner, public
 from suishen.app.runtime import Runtime, build_runtime
 from suishen.app.schemas import verify_openapi
@@ -251,6 +252,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(public.router)
     if not settings.production:
         app.include_router(dev.router)
+    mount_pages(app, settings)  # /app/ and /console/ (static files, after the API routes)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -256,3 +256,28 @@ class EdgeMiddleware:
 
         return wrapped
 
+
+
+def verification_counts(metrics: Metrics) -> dict[tuple[str, str], int]:
+    """Verification decisions so far by ``(scene, reason)``: of every worker when
+    prometheus-client's multiprocess mode is on (``suishen serve`` with a metrics port),
+    else of this process. Read by the operator console's live panel
+    (``GET /v1/admin/stats``), which turns two readings into a rate."""
+    counts: dict[tuple[str, str], int] = {}
+    families: Any
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        families = registry.collect()
+    else:
+        families = metrics.verifications.collect()
+    for family in families:
+        if family.name != "suishen_verifications":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                key = (sample.labels.get("scene", ""), sample.labels.get("reason", ""))
+                counts[key] = counts.get(key, 0) + int(sample.value)
+    return counts

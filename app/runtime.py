@@ -12,7 +12,9 @@ the clock in :mod:`suishen.app.clock`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
 
 from suishen.app.auth.citizen_auth import CitizenAuth, citizen_auth_for
 from suishen.app.auth.dev_idp import DevIdentityProvider
@@ -24,11 +26,11 @@ from suishen.app.observability import GaugeLoop, Metrics
 from suishen.app.services.audit import AuditWriter
 from suishen.app.services.devices import DeviceService
 from suishen.app.services.issuance import IssuanceService
-from suishen.app.services.keys import CODES, TOKENS, KeyManager, KeyView
+from suishen.app.services.keys import TOKENS, KeyManager, KeyView, default_overlaps
 from suishen.app.services.partners import PartnerService
 from suishen.app.services.ratelimit import RateLimiter
 from suishen.app.services.subjects import SubjectService
-from suishen.app.services.trust import ANCHOR, TrustService, ensure_anchor
+from suishen.app.services.trust import TrustService, ensure_anchor
 from suishen.app.services.verify import VerifyService
 from suishen.app.settings import Settings
 from suishen.app.storage.base import Database, StateBackend
@@ -58,6 +60,7 @@ class Runtime:
     trust: TrustService
     dev_idp: DevIdentityProvider | None = None
     clock: Clock = SYSTEM_CLOCK
+    _key_poll: asyncio.Task[None] | None = field(default=None, repr=False)
 
     async def start(self) -> None:
         """Subscribe to the change feed and start background work."""
@@ -65,9 +68,17 @@ class Runtime:
         await self.state.start()
         self.audit.start()
         self.gauges.start()
+        # Key-set versions are checked once a second, so a change made behind the
+        # service's back (`suishen keys rotate` on its database) is picked up in ~1 s.
+        self._key_poll = asyncio.create_task(self.keys.poll(), name="key-version-poll")
 
     async def close(self) -> None:
         """Stop background work, drain the audit queue, close the backends."""
+        if self._key_poll is not None:
+            self._key_poll.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._key_poll
+            self._key_poll = None
         await self.events.close()
         await self.gauges.close()
         await self.audit.close()
@@ -87,26 +98,16 @@ async def build_runtime(
     kek = resolve_kek(settings)
     admin_token = resolve_admin_token(settings)
     metrics = metrics or Metrics()
-    db = await open_database(settings)
+    db = await open_database(settings, clock=clock)
     try:
         await db.migrate()
         state = open_state(settings, clock=clock, metrics=metrics)
         keys = KeyManager(
-            db,
+            db.keysets,
             state,
             kek,
             alg=settings.signing_alg,
-            overlap_seconds={
-                # A retired code key keeps verifying until the last offline credential it
-                # signed has ended (credentials are issued up to offline_days ahead).
-                CODES: max(settings.code_ttl_seconds,
-                           settings.offline_slots * settings.offline_slot_seconds)
-                + settings.clock_skew_seconds,
-                # Gates keep a retired anchor key until their bundles are re-signed.
-                ANCHOR: settings.trust_bundle_lifetime_seconds + settings.clock_skew_seconds,
-                # Partner tokens verify with a 5 s leeway after their lifetime.
-                TOKENS: settings.partner_token_lifetime_bound + 5,
-            },
+            overlap_seconds=default_overlaps(settings),
             clock=clock,
         )
         await keys.load_or_create()

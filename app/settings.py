@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     idp_issuer: str | None = None
     idp_audience: str | None = None
     idp_jwks: str | None = None
+    # The citizen page's OIDC sign-in (authorisation code + PKCE, a public client): its
+    # client id at the provider, and the scope it asks for. Without a client id the page
+    # offers no OIDC sign-in (and, in production, no sign-in at all).
+    idp_client_id: str | None = None
+    idp_scope: str = "openid"
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)

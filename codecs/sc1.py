@@ -130,18 +130,20 @@ def parse(text: str) -> Envelope:
     return _parse_general(data)
 
 
-def parse_code(text: str) -> Envelope | cose.Sign1:
+def parse_code(text: str) -> Envelope | offline.OfflineCode:
     """Like :func:`parse`, for both kinds of code: a server-signed code comes back as its
-    :class:`Envelope`, an offline code (protected header ``{alg, kcwt}``, see
-    :mod:`suishen.codecs.offline`) as its outer COSE_Sign1 for
-    :func:`suishen.codecs.offline.parse`."""
+    :class:`Envelope`, an offline code (protected header ``{alg, kcwt}``) decoded by
+    :mod:`suishen.codecs.offline`. Typed errors as :func:`parse`."""
     data = from_text(text)
     envelope = _parse_personal_layout(data)
     if envelope is not None:
         return envelope
+    fast = offline.parse_fast(data)
+    if fast is not None:
+        return fast
     message = cose.decode_sign1(data)
     if offline.HDR_KCWT in message.protected:
-        return message
+        return offline.parse(message)
     return _envelope_of(message)
 
 

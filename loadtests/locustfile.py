@@ -29,26 +29,35 @@ Setup (partners, citizens, tokens) goes through the admin API of the target host
     SUISHEN_ADMIN_TOKEN=... .venv/bin/locust -f loadtests/locustfile.py \\
         --headless -u 200 -r 20 -t 5m --host http://127.0.0.1:8000
 
+Users are ``FastHttpUser`` (geventhttpclient): the stock ``HttpUser`` (requests) costs
+several times more CPU per request and would measure the load generator. When the run
+ends, the budget (``loadtests/budget.toml``, or the file ``SUISHEN_LOADTEST_BUDGET``
+names: p99 per endpoint, error rate) is checked and a missed budget makes Locust exit 1.
+Add ``--html report.html --csv report`` for the HTML and CSV reports.
+
 Importing this module starts nothing: setup happens when the first user starts.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import sys
 from pathlib import Path
 from typing import Any
 
-from locust import HttpUser, between, constant_pacing, task
+from locust import between, constant_pacing, events, task
+from locust.contrib.fasthttp import FastHttpUser
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from loadtests.common import budget as budget_check
 from loadtests.common.city import SCENE_ATTRIBUTES, Citizen, City, Partner, get_city
 
 METRO_LINES = 20
 REPLAY_PROBABILITY = 0.02
 
 
-class CityUser(HttpUser):
+class CityUser(FastHttpUser):
     """Shared helpers; not a user class itself."""
 
     abstract = True
@@ -181,3 +190,24 @@ class AppRefresh(CityUser):
     @task
     def refresh(self) -> None:
         self.fresh_code(self.citizen)
+
+
+log = logging.getLogger("suishen.loadtest")
+
+
+@events.quitting.add_listener
+def check_budget(environment: Any, **_: Any) -> None:
+    """Fail the run (exit 1) when it missed its budget (loadtests/common/budget.py)."""
+    stats = environment.stats
+    figures = {
+        entry.name: budget_check.Figures(entry.num_requests, entry.num_failures,
+                                         float(entry.get_response_time_percentile(0.99) or 0))
+        for entry in stats.entries.values()
+    }
+    problems = budget_check.check(figures, budget_check.load())
+    for problem in problems:
+        log.error("budget missed: %s", problem)
+    if problems:
+        environment.process_exit_code = 1
+    else:
+        log.info("budget met (%d endpoints)", len(figures))

@@ -7,11 +7,14 @@ import os
 from dataclasses import dataclass, field
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from suishen.codecs import cbor, cose, offline, sc1
 from suishen.keys import offline as koff
 from suishen.keys.algorithms import Alg, PrivateKey
 from suishen.keys.keyring import KeyRing, KeyState, VerificationKey
+from suishen.verifiers.core import verify
 from suishen.verifiers.offline import replay_id, verify_offline
 from suishen.verifiers.policy import scene
 from suishen.verifiers.reasons import Reason
@@ -78,9 +81,8 @@ def world(alg: Alg = Alg.EDDSA) -> World:
 def judge(text: str, w: World, *, now: int = IAT + 5, ring: KeyRing | None = None,
           status: Status | None = None, scene_name: str = "metro",
           subjects: Subjects | None = None, direction: str | None = "in"):
-    message = cose.decode_sign1(sc1.from_text(text))
     return verify_offline(
-        message, keys=ring or w.ring(), policy=scene(scene_name), now=now, skew=SKEW,
+        koff.parse_code(text), keys=ring or w.ring(), policy=scene(scene_name), now=now, skew=SKEW,
         status=status or Status(), lifetime=LIFETIME, direction=direction, subjects=subjects,
     )
 
@@ -179,17 +181,22 @@ def test_a_device_alg_outside_the_list_is_a_bad_signature() -> None:
     assert judge(text, w).reason is Reason.BAD_SIGNATURE
 
 
-def test_malformed() -> None:
+def test_malformed_offline_codes_through_the_pipeline() -> None:
+    """Decoding is the pipeline's first step (verifiers.core.verify): a code with the
+    offline header but a broken credential is malformed, before any key is looked up."""
     w = world()
     message = cose.decode_sign1(sc1.from_text(w.code()))
-    broken = cose.Sign1(
-        message.protected_raw, {1: -7, 13: "x"}, message.unprotected, message.payload,
-        message.signature,
-    )
-    decision = verify_offline(
-        broken, keys=w.ring(), policy=scene("metro"), now=IAT, skew=SKEW, status=Status()
-    )
+    header = cbor.dumps({1: -7, 13: "not a credential"})
+    broken = sc1.to_text(cose.encode_sign1(header, {}, message.payload, message.signature))
+    decision = verify(broken, keys=KeyRing([]), policy=scene("metro"), now=IAT)
     assert decision.reason is Reason.MALFORMED
+    ok = verify(w.code(), keys=w.ring(), policy=scene("metro"), now=IAT + 1,
+                credentials=Status())
+    assert (ok.reason, ok.kind, ok.expires_at) == (Reason.OK, "offline", IAT + 30)
+    assert ok.offline_code is not None and ok.claims is None
+    # without credential status (a bare JWK Set) an offline code cannot be judged
+    bare = verify(w.code(), keys=w.ring(), policy=scene("metro"), now=IAT + 1)
+    assert bare.reason is Reason.TRUST_EXPIRED
 
 
 def test_revoked_credential_and_suspended_citizen() -> None:
@@ -235,3 +242,30 @@ def test_credential_edits_are_caught_by_the_service_signature() -> None:
     edited = offline.encode_credential(protected_raw, cbor.dumps(claims), signature)
     text = koff.make_code(w.device, edited, iat=IAT)
     assert judge(text, w).reason is Reason.BAD_SIGNATURE
+
+
+_FUZZ_WORLD = world(Alg.ES256)
+_FUZZ_CODE = sc1.from_text(_FUZZ_WORLD.code())
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_fuzzed_offline_codes_never_crash_and_are_never_ok(data: st.DataObject) -> None:
+    """Property-based (issue 9 item 8): any mutation of a genuine offline code goes
+    through the whole pipeline without an exception and is never accepted."""
+    raw = bytearray(_FUZZ_CODE)
+    for _ in range(data.draw(st.integers(1, 4))):
+        op = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+        pos = data.draw(st.integers(0, max(len(raw) - 1, 0)))
+        if op == "flip" and raw:
+            raw[pos] ^= data.draw(st.integers(1, 255))
+        elif op == "cut":
+            del raw[pos : pos + data.draw(st.integers(1, 8))]
+        else:
+            raw[pos:pos] = data.draw(st.binary(min_size=1, max_size=8))
+    if bytes(raw) == _FUZZ_CODE:
+        return
+    text = data.draw(st.sampled_from([sc1.to_text(bytes(raw)), "SC1:" + bytes(raw).hex()]))
+    decision = verify(text, keys=_FUZZ_WORLD.ring(blinding=True), policy=scene("metro"),
+                      now=IAT + 1, credentials=Status(), direction="in")
+    assert decision.reason is not Reason.OK

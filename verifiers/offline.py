@@ -6,7 +6,8 @@ live revocation state) and gates (keys and status lists from a trust bundle). Or
 checks, the first failure naming the reason (as for personal codes, SPEC.md §4 — time
 is judged on the code's own claims before the key's window):
 
-1. ``malformed``: the layout (:mod:`suishen.codecs.offline`).
+1. ``malformed``: the layout (:mod:`suishen.codecs.offline`; decoded by the caller,
+   :func:`suishen.codecs.sc1.parse_code`).
 2. ``unknown_key`` / ``revoked``: the credential's ``kid`` is not trusted / is revoked.
 3. ``bad_signature``: an algorithm outside the closed list or not the key's, the
    service's signature over the credential, the device's over the code.
@@ -29,8 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from suishen.codecs import cose, offline
-from suishen.errors import CodecError
+from suishen.codecs import offline
 from suishen.keys import offline as koff
 from suishen.keys.algorithms import Alg, UnsupportedAlgorithm
 from suishen.keys.keyring import KeyRing, KeyState
@@ -94,7 +94,7 @@ def replay_id(code: offline.OfflineCode) -> bytes:
 
 
 def verify_offline(
-    message: cose.Sign1,
+    code: offline.OfflineCode,
     *,
     keys: KeyRing,
     policy: ScenePolicy,
@@ -106,11 +106,7 @@ def verify_offline(
     checkpoint: str | None = None,
     subjects: SubjectStatus | None = None,
 ) -> OfflineDecision:
-    """Judge an offline code whose outer COSE_Sign1 is ``message``."""
-    try:
-        code = offline.parse(message)
-    except CodecError:
-        return OfflineDecision(Reason.MALFORMED)
+    """Judge a decoded offline code (decoding errors are the caller's ``malformed``)."""
     credential = code.credential
     kid_hex = credential.kid.hex()
     key = keys.get(credential.kid)

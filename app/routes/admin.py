@@ -3,12 +3,14 @@ admin token)."""
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
 from starlette.responses import Response
 
 from suishen.app.deps import OperatorFirst, RuntimeDep
+from suishen.app.observability import verification_counts
 from suishen.app.schemas import PartnerIn, PartnerOut, SubjectIn, SubjectOut
 from suishen.app.storage.base import Subject
 from suishen.app.text import MAX_SUBJECT_CHARS, SUBJECT_PATTERN
@@ -101,3 +103,20 @@ async def revoke_key(
     except KeyManagementError:
         raise NotFound(f"no key {kid} in the {key_set} key set") from None
     return {"key_set": key_set, "kid": kid, "status": "revoked", "version": keyset.version}
+
+
+@router.get("/stats")
+async def stats(runtime: RuntimeDep) -> Response:
+    """Counters for the console's live panel: verification decisions so far by scene and
+    reason (every worker's, when ``suishen serve`` runs with a metrics port; else this
+    process's), and the service's clock. Two readings a few seconds apart give
+    verifications per second; a count that went down means a restart."""
+    counts = verification_counts(runtime.metrics)
+    body = {
+        "at": rfc3339(runtime.now()),
+        "at_ms": int(runtime.now() * 1000),
+        "verifications": [{"scene": scene, "reason": reason, "count": count}
+                          for (scene, reason), count in sorted(counts.items())],
+    }
+    return Response(json.dumps(body), media_type="application/json",
+                    headers={"Cache-Control": "no-store"})

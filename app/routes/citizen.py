@@ -43,7 +43,9 @@ async def issue_code(
                         media_type="application/json")
     from suishen.codecs import qr
 
-    headers = {**NO_STORE, "X-Code-Expires-At": expires}
+    # X-Code-Refresh-After: when the citizen page fetches the next image (§3 half-life).
+    headers = {**NO_STORE, "X-Code-Expires-At": expires,
+               "X-Code-Refresh-After": rfc3339(issued.refresh_after)}
     if format == "png":
         return Response(qr.render_png(issued.text), status_code=201, headers=headers,
                         media_type="image/png")

@@ -386,8 +386,8 @@ class DeviceService:
             raise BackendUnavailable("could not allocate credential slots; retry")
         out = []
         for slot, public in zip(slots, publics, strict=False):
-            credential = koff.issue_credential(
-                issuer.private, issuer.kid, issuer.blinding, handle=subject.handle,
+            credential = koff.sign_credential(
+                issuer.signer, issuer.blinding, handle=subject.handle,
                 nbf=slot, exp=slot + self.slot_seconds, device=public,
                 status_index=placed[slot],
             )

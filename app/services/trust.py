@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 
 from suishen.app.clock import SYSTEM_CLOCK, Clock
-from suishen.app.services.keys import CODES, KeyManager
+from suishen.app.services.keys import ANCHOR, CODES, KeyManager, create_keyset
 from suishen.app.storage.base import Database
 from suishen.app.storage.devices import TrustHead
 from suishen.codecs import bundle as codec
@@ -45,7 +45,7 @@ from suishen.keys.keyset import KeySet
 
 log = logging.getLogger("suishen.trust")
 
-ANCHOR = "anchor"
+# ANCHOR ("anchor") is defined with the other key-set names in app/services/keys.py.
 CACHE_SECONDS = 5.0
 TICK_SECONDS = 60
 _KEEP_VERSIONS = 4
@@ -64,7 +64,7 @@ async def ensure_anchor(db: Database, keys: KeyManager, kek: KeyEncryptionKey, *
     """Create the trust-anchor key set if missing (the first process to store it wins)
     and load it into ``keys`` (as the ``anchor`` view)."""
     if await db.keysets.load(ANCHOR) is None:
-        created = KeySet.create(kek, now=now, alg=alg)
+        created = create_keyset(ANCHOR, kek, now=now, alg=alg)  # no blinding secrets
         if await db.keysets.save(ANCHOR, created, expected_version=None):
             log.info("created key set", extra={"event": f"keyset-created:{ANCHOR}"})
     await keys.refresh(ANCHOR)
@@ -137,10 +137,10 @@ class TrustService:
         return await asyncio.to_thread(self._sign, delta), delta
 
     def _sign(self, bundle: codec.Bundle) -> bytes:
-        issuer = self._keys.view(ANCHOR).issuer
-        if issuer is None:
+        signer = self._keys.view(ANCHOR).signer
+        if signer is None:
             raise IssuanceError("no active trust-anchor key; an operator must rotate it")
-        return kbundle.sign(issuer.private, issuer.kid, bundle)
+        return kbundle.sign_with(signer, bundle)
 
     async def _head(self, now: int) -> TrustHead:
         """The version to serve: bumped for a key change or when it is older than a tick."""

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from suishen.app.storage.devices import DeviceRepository
 from suishen.errors import StorageError
-from suishen.keys.keyset import KeySet
+from suishen.keys.keyset import KeySetStore
 
 SUBJECT_STATUSES = ("active", "suspended")
 
@@ -163,15 +163,10 @@ class PartnerRepository(Protocol):
         """The partner with this client id."""
 
 
-class KeySetRepository(Protocol):
-    """Key sets by name (``codes`` signs codes; ``tokens`` signs partner tokens)."""
-
-    async def load(self, name: str) -> KeySet | None:
-        """The stored key set, or None."""
-
-    async def save(self, name: str, keyset: KeySet, *, expected_version: int | None) -> bool:
-        """Compare-and-swap: store ``keyset`` only if the stored version is
-        ``expected_version`` (None: only if there is no set yet). False otherwise."""
+# The one key-set store interface (compare-and-swap, versions) is defined by the core,
+# so that the key directory of the CLI implements it too; the databases' repositories
+# are implementations of it.
+KeySetRepository = KeySetStore
 
 
 class AuditRepository(Protocol):

@@ -1,0 +1,463 @@
+// The citizen page (SPEC.md §6.4): sign in, the live code with its countdown, who read my
+// code, my devices. Plain JavaScript, no build step; everything same-origin. The token is
+// kept in sessionStorage only and sent in the Authorization header, never in a URL.
+"use strict";
+(() => {
+  const TOKEN_KEY = "suishen.citizen.token";
+  const OIDC_KEY = "suishen.citizen.oidc";
+  const LANG_KEY = "suishen.lang";
+  // A device clock further than this from the service's is "obviously wrong": codes are
+  // judged on the service's time (skew 30 s), so the page says so. The countdown itself
+  // never depends on the device clock (it counts on performance.now()).
+  const CLOCK_WARN_MS = 120000;
+
+  const T = {
+    zh: {
+      "title": "随申码",
+      "signin.title": "登录",
+      "signin.dev_hint": "开发环境：输入市民编号登录（开发身份提供方）。",
+      "signin.sub": "市民编号",
+      "signin.button": "登录",
+      "signin.oidc": "用城市统一身份认证登录",
+      "signin.none": "此服务未配置登录方式。",
+      "tab.code": "我的码",
+      "tab.reads": "谁读了我的码",
+      "tab.devices": "我的设备",
+      "code.refresh_in": "刷新倒计时",
+      "code.seconds": "秒",
+      "code.brightness": "出示时请调高屏幕亮度。",
+      "code.refresh": "立即刷新",
+      "code.alt": "随申码二维码",
+      "reads.empty": "还没有人读过您的码。",
+      "reads.more": "更多",
+      "devices.empty": "没有登记的设备。",
+      "devices.valid_until": "凭证有效期至",
+      "signout": "退出登录",
+      "err.suspended": "您的码已被暂停使用，请联系服务窗口。",
+      "err.signed_out": "您已退出登录或登录已过期，请重新登录。",
+      "err.offline": "网络不可用，正在重试……",
+      "err.service": "服务暂时不可用，正在重试……",
+      "err.clock": "您设备的时间明显不准确，请在系统设置中校准时间。",
+      "err.expired": "码已过期，恢复网络后将自动刷新。",
+      "err.signin": "登录失败，请重试。",
+      "err.oidc_state": "登录请求已失效，请重新登录。",
+      "result.ok": "通过",
+      "reason.expired": "已过期", "reason.revoked": "已停用", "reason.replayed": "重复使用",
+      "reason.scene_not_allowed": "场景不允许", "reason.passback": "重复进站",
+      "reason.no_entry": "无进站记录", "reason.bad_signature": "签名无效",
+      "reason.unknown_key": "密钥未知", "reason.malformed": "格式错误",
+      "reason.not_yet_valid": "尚未生效", "reason.unsupported_version": "版本不支持",
+      "scene.metro": "地铁", "scene.bus": "公交", "scene.ferry": "轮渡", "scene.hospital": "医院",
+      "scene.pharmacy": "药店", "scene.library": "图书馆", "scene.venue": "场所",
+      "scene.government": "政务窗口",
+    },
+    en: {
+      "title": "Suishen code",
+      "signin.title": "Sign in",
+      "signin.dev_hint": "Development: sign in with a citizen id (development identity provider).",
+      "signin.sub": "Citizen id",
+      "signin.button": "Sign in",
+      "signin.oidc": "Sign in with the city identity service",
+      "signin.none": "No sign-in is configured for this service.",
+      "tab.code": "My code",
+      "tab.reads": "Who read my code",
+      "tab.devices": "My devices",
+      "code.refresh_in": "New code in",
+      "code.seconds": "s",
+      "code.brightness": "Turn your screen brightness up when you show the code.",
+      "code.refresh": "Refresh now",
+      "code.alt": "Suishen QR code",
+      "reads.empty": "Nobody has read your code yet.",
+      "reads.more": "More",
+      "devices.empty": "No registered devices.",
+      "devices.valid_until": "credentials valid until",
+      "signout": "Sign out",
+      "err.suspended": "Your code is suspended. Please contact a service counter.",
+      "err.signed_out": "You are signed out or your sign-in has expired. Please sign in again.",
+      "err.offline": "No network. Retrying…",
+      "err.service": "The service is busy. Retrying…",
+      "err.clock": "Your device's clock is clearly wrong. Please correct it in the system settings.",
+      "err.expired": "The code has expired; it refreshes when the network is back.",
+      "err.signin": "Sign-in failed. Please try again.",
+      "err.oidc_state": "That sign-in request is no longer valid. Please sign in again.",
+      "result.ok": "accepted",
+      "reason.expired": "expired", "reason.revoked": "suspended or revoked",
+      "reason.replayed": "used twice", "reason.scene_not_allowed": "not allowed here",
+      "reason.passback": "entry already open", "reason.no_entry": "no entry recorded",
+      "reason.bad_signature": "bad signature", "reason.unknown_key": "unknown key",
+      "reason.malformed": "malformed", "reason.not_yet_valid": "not yet valid",
+      "reason.unsupported_version": "unsupported version",
+      "scene.metro": "metro", "scene.bus": "bus", "scene.ferry": "ferry",
+      "scene.hospital": "hospital", "scene.pharmacy": "pharmacy", "scene.library": "library",
+      "scene.venue": "venue", "scene.government": "government service",
+    },
+  };
+
+  const $ = (id) => document.getElementById(id);
+  let lang = localStorage.getItem(LANG_KEY) === "en" ? "en" : "zh";
+  let config = { dev_sign_in: false, oidc: null, sections: {} };
+  let refreshTimer = null;
+  let tickTimer = null;
+  let refreshAt = 0; // performance.now() time of the next refresh
+  let expireAt = 0; // performance.now() time the shown code expires
+  let qrUrl = null;
+  let serial = 0;
+  let noticeKey = null;
+  let clockWrong = false;
+  let reads = [];
+  let readsNext = null;
+  let devices = null;
+
+  const t = (key) => T[lang][key] || T.zh[key] || key;
+
+  class PageError extends Error {
+    constructor(kind) { super(kind); this.kind = kind; }
+  }
+
+  // --- language --------------------------------------------------------------------
+  function applyLang() {
+    document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+    document.title = t("title");
+    for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+    $("lang").textContent = lang === "zh" ? "English" : "中文";
+    $("qr").alt = t("code.alt");
+    renderNotice();
+    renderReads();
+    renderDevices();
+  }
+
+  // --- notices ---------------------------------------------------------------------
+  function showNotice(key) { noticeKey = key; renderNotice(); }
+  function clearNotice(keys) {
+    if (!keys || keys.includes(noticeKey)) { noticeKey = null; renderNotice(); }
+  }
+  function renderNotice() {
+    const el = $("notice");
+    const key = noticeKey || (clockWrong ? "err.clock" : null);
+    el.hidden = !key;
+    el.textContent = key ? t(key) : "";
+    el.className = "notice" + (key && key !== "err.clock" ? " error" : "");
+    el.dataset.key = key || "";
+  }
+
+  // --- API -------------------------------------------------------------------------
+  function checkClock(response) {
+    const date = Date.parse(response.headers.get("Date") || "");
+    if (Number.isNaN(date)) return;
+    const wrong = Math.abs(date - Date.now()) > CLOCK_WARN_MS;
+    if (wrong !== clockWrong) { clockWrong = wrong; renderNotice(); }
+  }
+
+  async function api(path, options = {}) {
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    const headers = Object.assign({}, options.headers || {});
+    if (token) headers.Authorization = "Bearer " + token;
+    let response;
+    try {
+      response = await fetch(path, Object.assign({}, options, {
+        headers, credentials: "omit", cache: "no-store", redirect: "error",
+      }));
+    } catch (e) {
+      throw new PageError("offline");
+    }
+    checkClock(response);
+    if (response.status === 401) {
+      signOut("err.signed_out");
+      throw new PageError("signed_out");
+    }
+    return response;
+  }
+
+  async function problemType(response) {
+    try { return String((await response.json()).type || ""); } catch (e) { return ""; }
+  }
+
+  // --- the code --------------------------------------------------------------------
+  function blankCode() {
+    $("code-box").classList.add("blank");
+    $("countdown").textContent = "--";
+    if (qrUrl) { URL.revokeObjectURL(qrUrl); qrUrl = null; }
+    $("qr").removeAttribute("src");
+    $("qr").dataset.expiresAt = "";
+  }
+
+  function schedule(ms) {
+    clearTimeout(refreshTimer);
+    refreshAt = performance.now() + ms;
+    refreshTimer = setTimeout(loadCode, ms);
+  }
+
+  function tick() {
+    const now = performance.now();
+    if (qrUrl && now >= expireAt) { blankCode(); showNotice("err.expired"); }
+    if (qrUrl) {
+      const left = Math.max(0, Math.ceil((Math.min(refreshAt, expireAt) - now) / 1000));
+      $("countdown").textContent = String(left);
+    }
+  }
+
+  async function loadCode() {
+    clearTimeout(refreshTimer);
+    if (!sessionStorage.getItem(TOKEN_KEY)) return;
+    let response;
+    try {
+      response = await api("/v1/codes?format=svg", { method: "POST" });
+    } catch (e) {
+      if (e.kind === "offline") { showNotice("err.offline"); schedule(5000); }
+      return;
+    }
+    if (response.status === 403 && (await problemType(response)).endsWith("/suspended")) {
+      blankCode();
+      $("suspended").hidden = false;
+      clearNotice(["err.offline", "err.service", "err.expired"]);
+      schedule(10000); // a reactivation shows without a reload
+      return;
+    }
+    if (!response.ok) { showNotice("err.service"); schedule(5000); return; }
+    const blob = await response.blob();
+    const expiresHeader = response.headers.get("X-Code-Expires-At") || "";
+    const expires = Date.parse(expiresHeader);
+    const serverNow = Date.parse(response.headers.get("Date") || "");
+    const refresh = Date.parse(response.headers.get("X-Code-Refresh-After") || "");
+    // Durations from the service's own clock, counted on this device's monotonic clock:
+    // a wrong device clock neither stops nor hurries the refresh. (Date has whole
+    // seconds, so the refresh may come up to a second late: still well before expiry.)
+    const base = Number.isNaN(serverNow) ? Date.now() : serverNow;
+    const lifeMs = Math.max(2000, expires - base);
+    const refreshMs = Number.isNaN(refresh) ? lifeMs / 2 : Math.max(1000, refresh - base);
+    const now = performance.now();
+    expireAt = now + lifeMs;
+    if (qrUrl) URL.revokeObjectURL(qrUrl);
+    qrUrl = URL.createObjectURL(blob);
+    const img = $("qr");
+    img.src = qrUrl;
+    serial += 1;
+    img.dataset.serial = String(serial);
+    img.dataset.expiresAt = expiresHeader;
+    $("code-box").classList.remove("blank");
+    $("suspended").hidden = true;
+    clearNotice(["err.offline", "err.service", "err.expired"]);
+    schedule(Math.min(refreshMs, lifeMs - 1000));
+    tick();
+  }
+
+  // --- who read my code ------------------------------------------------------------
+  async function loadReads(more) {
+    const query = more && readsNext ? "&before=" + encodeURIComponent(readsNext) : "";
+    let response;
+    try { response = await api("/v1/me/verifications?limit=20" + query); } catch (e) { return; }
+    if (!response.ok) return;
+    const page = await response.json();
+    reads = more ? reads.concat(page.items || []) : (page.items || []);
+    readsNext = page.next_before || null;
+    renderReads();
+  }
+
+  function renderReads() {
+    const list = $("reads");
+    list.replaceChildren();
+    for (const item of reads) {
+      const li = document.createElement("li");
+      const when = new Date(item.verified_at).toLocaleString(lang === "zh" ? "zh-CN" : "en-GB");
+      const scene = t("scene." + item.scene);
+      const result = item.valid ? t("result.ok") : t("reason." + item.result);
+      const parts = [when, item.partner, scene, item.checkpoint, item.direction, result];
+      li.textContent = parts.filter((p) => p).join(" · ");
+      if (!item.valid) li.className = "bad";
+      list.append(li);
+    }
+    $("reads-empty").hidden = reads.length > 0;
+    $("reads-more").hidden = !readsNext;
+  }
+
+  // --- my devices (only when the service has GET /v1/devices) -----------------------
+  async function loadDevices() {
+    let response;
+    try { response = await api("/v1/devices"); } catch (e) { return; }
+    if (!response.ok) return;
+    const body = await response.json();
+    devices = Array.isArray(body) ? body : (body.items || body.devices || []);
+    renderDevices();
+  }
+
+  function renderDevices() {
+    const list = $("devices");
+    list.replaceChildren();
+    if (!devices) return;
+    for (const d of devices) {
+      const li = document.createElement("li");
+      const until = d.credentials_valid_until || d.valid_until || "";
+      const parts = [d.name || d.device_id || d.id, d.status,
+        until ? t("devices.valid_until") + " " + new Date(until).toLocaleString() : ""];
+      li.textContent = parts.filter((p) => p).join(" · ");
+      list.append(li);
+    }
+    $("devices-empty").hidden = devices.length > 0;
+  }
+
+  // --- tabs --------------------------------------------------------------------------
+  function selectTab(name) {
+    for (const tab of document.querySelectorAll(".tab")) {
+      const on = tab.dataset.tab === name;
+      tab.setAttribute("aria-selected", on ? "true" : "false");
+      $("tab-" + tab.dataset.tab).hidden = !on;
+    }
+    if (name === "reads") loadReads(false);
+    if (name === "devices") loadDevices();
+  }
+
+  // --- sign-in -----------------------------------------------------------------------
+  function b64url(bytes) {
+    let s = "";
+    for (const b of new Uint8Array(bytes)) s += String.fromCharCode(b);
+    return btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  }
+  const randomText = (n) => b64url(crypto.getRandomValues(new Uint8Array(n)));
+  const redirectUri = () => location.origin + location.pathname;
+
+  async function discovery() {
+    const response = await fetch(config.oidc.issuer + "/.well-known/openid-configuration",
+      { credentials: "omit", cache: "no-store" });
+    if (!response.ok) throw new PageError("signin");
+    return response.json();
+  }
+
+  // OIDC authorisation code flow with PKCE (RFC 7636, S256) as a public client.
+  async function startOidc() {
+    try {
+      const meta = await discovery();
+      const verifier = randomText(32);
+      const challenge = b64url(await crypto.subtle.digest("SHA-256",
+        new TextEncoder().encode(verifier)));
+      const state = randomText(16);
+      sessionStorage.setItem(OIDC_KEY, JSON.stringify({
+        state, verifier, token_endpoint: meta.token_endpoint,
+      }));
+      const url = new URL(meta.authorization_endpoint);
+      url.search = new URLSearchParams({
+        response_type: "code", client_id: config.oidc.client_id,
+        redirect_uri: redirectUri(), scope: config.oidc.scope, state,
+        code_challenge: challenge, code_challenge_method: "S256",
+      }).toString();
+      location.assign(url.toString());
+    } catch (e) {
+      showNotice("err.signin");
+    }
+  }
+
+  async function finishOidc(params) {
+    // The code leaves the address bar (and the history) before anything else happens.
+    history.replaceState(null, "", location.pathname);
+    const saved = JSON.parse(sessionStorage.getItem(OIDC_KEY) || "null");
+    sessionStorage.removeItem(OIDC_KEY);
+    if (!saved || !params.get("state") || saved.state !== params.get("state")) {
+      showNotice("err.oidc_state");
+      return false;
+    }
+    try {
+      const response = await fetch(saved.token_endpoint, {
+        method: "POST", credentials: "omit", cache: "no-store",
+        headers: { "Content-Type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({
+          grant_type: "authorization_code", code: params.get("code"),
+          redirect_uri: redirectUri(), client_id: config.oidc.client_id,
+          code_verifier: saved.verifier,
+        }).toString(),
+      });
+      const body = await response.json();
+      if (!response.ok || !body.access_token) throw new PageError("signin");
+      sessionStorage.setItem(TOKEN_KEY, body.access_token);
+      return true;
+    } catch (e) {
+      showNotice("err.signin");
+      return false;
+    }
+  }
+
+  async function devSignIn(event) {
+    event.preventDefault();
+    const sub = $("dev-sub").value.trim();
+    if (!sub) return;
+    $("dev-submit").disabled = true;
+    try {
+      const response = await fetch("/v1/dev/citizen-token", {
+        method: "POST", credentials: "omit", cache: "no-store",
+        headers: { "Content-Type": "application/json" }, body: JSON.stringify({ sub }),
+      });
+      if (!response.ok) throw new PageError("signin");
+      sessionStorage.setItem(TOKEN_KEY, (await response.json()).access_token);
+      clearNotice();
+      showSignedIn();
+    } catch (e) {
+      showNotice("err.signin");
+    } finally {
+      $("dev-submit").disabled = false;
+    }
+  }
+
+  function showSignIn() {
+    $("signed-in").hidden = true;
+    $("signin").hidden = false;
+    $("dev-form").hidden = !config.dev_sign_in;
+    $("oidc-box").hidden = !config.oidc;
+    $("no-signin").hidden = config.dev_sign_in || !!config.oidc;
+  }
+
+  function showSignedIn() {
+    $("signin").hidden = true;
+    $("signed-in").hidden = false;
+    document.querySelector('[data-tab="devices"]').hidden = !config.sections.devices;
+    document.querySelector('[data-tab="reads"]').hidden = !config.sections.verifications;
+    selectTab("code");
+    loadCode();
+  }
+
+  function signOut(key) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    clearTimeout(refreshTimer);
+    blankCode();
+    reads = []; readsNext = null; devices = null;
+    renderReads(); renderDevices();
+    $("suspended").hidden = true;
+    showNotice(key || null);
+    showSignIn();
+  }
+
+  // --- start -------------------------------------------------------------------------
+  async function start() {
+    applyLang();
+    $("lang").addEventListener("click", () => {
+      lang = lang === "zh" ? "en" : "zh";
+      localStorage.setItem(LANG_KEY, lang);
+      applyLang();
+    });
+    $("dev-form").addEventListener("submit", devSignIn);
+    $("oidc-submit").addEventListener("click", startOidc);
+    $("signout").addEventListener("click", () => signOut(null));
+    $("refresh").addEventListener("click", loadCode);
+    $("reads-more").addEventListener("click", () => loadReads(true));
+    for (const tab of document.querySelectorAll(".tab")) {
+      tab.addEventListener("click", () => selectTab(tab.dataset.tab));
+    }
+    // Timers are throttled in a hidden tab: catch up as soon as the page is seen again.
+    document.addEventListener("visibilitychange", () => {
+      if (!document.hidden && sessionStorage.getItem(TOKEN_KEY) && performance.now() >= refreshAt) {
+        loadCode();
+      }
+    });
+    tickTimer = setInterval(tick, 250);
+    try {
+      const response = await fetch("config.json", { credentials: "omit", cache: "no-store" });
+      if (response.ok) config = await response.json();
+    } catch (e) {
+      showNotice("err.offline");
+    }
+    const params = new URLSearchParams(location.search);
+    if (config.oidc && params.has("code")) await finishOidc(params);
+    else if (params.has("code") || params.has("error")) history.replaceState(null, "", location.pathname);
+    document.body.dataset.ready = "true";
+    if (sessionStorage.getItem(TOKEN_KEY)) showSignedIn(); else showSignIn();
+  }
+
+  document.addEventListener("DOMContentLoaded", start);
+})();
