@@ -88,6 +88,7 @@ class Settings(BaseSettings):
     offline_status_list_size: int = Field(default=1_048_576, ge=1024, le=1 << 27)
     trust_bundle_refresh_seconds: int = Field(default=900, ge=10, le=86_400)
     trust_bundle_lifetime_seconds: int = Field(default=86_400, ge=60, le=7 * 86_400)
+    trust_bundle_min_rebuild_seconds: float = Field(default=0.0, ge=0, le=600)
 
     @model_validator(mode="after")
     def _offline_window(self) -> Settings:

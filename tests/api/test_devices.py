@@ -554,3 +554,35 @@ async def test_a_citizen_has_at_most_max_devices_active(tmp_path: Path) -> None:
             gone = await client.delete(f"/v1/devices/{first['device_id']}", headers=citizen)
             assert gone.status_code == 204
             await register(api, "tom", new_keys(1))  # a revoked device does not count
+
+
+async def test_rebuilds_are_coalesced_when_configured(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, trust_bundle_min_rebuild_seconds=60)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            api = Api(client, app, settings)
+            keys = new_keys(1)
+            body = await register(api, "uma", keys)
+            gate_partner = await api.partner(["metro"])
+            first = await client.get("/v1/trust-bundle", headers=gate_partner["headers"])
+            version = int(first.headers["x-bundle-version"])
+            citizen = await api.citizen("uma")
+            assert (await client.delete(f"/v1/devices/{body['device_id']}",
+                                        headers=citizen)).status_code == 204
+            again = await client.get("/v1/trust-bundle", headers=gate_partner["headers"],
+                                     params={"since": version})
+            assert again.content == first.content  # served by the newest build
+            # online, the revocation holds at once whatever the bundle cache does
+            library = await api.partner(["library"])
+            code = offline_code(body, keys, int(time.time()))
+            assert (await api.verify(library, code, "library")).json()["reason"] == "revoked"
+            # a key change always rebuilds
+            rotate = await client.post("/v1/admin/keys/rotate", headers=api.admin)
+            assert rotate.status_code == 200
+            rotated = await client.get("/v1/trust-bundle", headers=gate_partner["headers"],
+                                       params={"since": version})
+            assert int(rotated.headers["x-bundle-version"]) > version
+            delta = bcodec.decode(cose.decode_sign1(rotated.content).payload)
+            assert delta.is_delta and sum(len(ix) for ix in delta.flips.values()) == 1
