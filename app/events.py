@@ -19,6 +19,7 @@ from suishen.app.storage.base import Event, StateBackend
 from suishen.errors import BackendUnavailable
 
 log = logging.getLogger("suishen.events")
+DEVICE_RELOAD_SECONDS = 300.0
 
 
 class EventDispatcher:
@@ -65,13 +66,16 @@ class EventDispatcher:
         elif event.kind == "resync":
             await self.resync()
 
-    async def resync(self) -> None:
-        """Re-read keys and the suspended set (after a gap in the feed, and periodically)."""
+    async def resync(self, *, periodic: bool = False) -> None:
+        """Re-read keys, the suspended set and revoked devices' credentials (after a gap
+        in the feed, and periodically — the revoked credentials then at most every
+        :data:`DEVICE_RELOAD_SECONDS`, a heavy read at city scale)."""
         try:
             await self._keys.refresh()
             await self._subjects.load_suspended()
             if self._devices is not None:
-                await self._devices.load_revoked()
+                await self._devices.load_revoked(
+                    max_age=DEVICE_RELOAD_SECONDS if periodic else None)
         except BackendUnavailable:
             log.warning("resync deferred: database unavailable")
 
@@ -79,4 +83,4 @@ class EventDispatcher:
         while True:
             await asyncio.sleep(self._refresh_seconds)
             with contextlib.suppress(BackendUnavailable):
-                await self.resync()
+                await self.resync(periodic=True)

@@ -119,7 +119,8 @@ async def build_runtime(
         devices = DeviceService(
             db, state, keys=keys, subjects=subjects,
             slot_seconds=settings.offline_slot_seconds, slots=settings.offline_slots,
-            list_size=settings.offline_status_list_size, clock=clock,
+            list_size=settings.offline_status_list_size,
+            max_devices=settings.offline_max_devices, clock=clock,
         )
         await devices.load_revoked()
         subjects.on_change.append(devices.subject_changed)
@@ -180,7 +181,8 @@ async def build_runtime(
             db, keys, slot_seconds=settings.offline_slot_seconds,
             list_size=settings.offline_status_list_size,
             refresh_seconds=settings.trust_bundle_refresh_seconds,
-            lifetime_seconds=settings.trust_bundle_lifetime_seconds, clock=clock,
+            lifetime_seconds=settings.trust_bundle_lifetime_seconds,
+            min_rebuild_seconds=settings.trust_bundle_min_rebuild_seconds, clock=clock,
         ),
     )
 

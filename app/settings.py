@@ -82,11 +82,13 @@ class Settings(BaseSettings):
     offline_slot_seconds: int = Field(default=3600, ge=60, le=86_400)
     offline_days: int = Field(default=3, ge=1, le=7)
     offline_code_lifetime_seconds: int = Field(default=30, ge=5, le=600)
+    offline_max_devices: int = Field(default=5, ge=1, le=100)
     # Indices per slot status list: at least the credentials issued per slot (every
     # citizen's device holds one per slot); the city (34 M) needs ~42.5 M. Only raise it.
     offline_status_list_size: int = Field(default=1_048_576, ge=1024, le=1 << 27)
     trust_bundle_refresh_seconds: int = Field(default=900, ge=10, le=86_400)
     trust_bundle_lifetime_seconds: int = Field(default=86_400, ge=60, le=7 * 86_400)
+    trust_bundle_min_rebuild_seconds: float = Field(default=0.0, ge=0, le=600)
 
     @model_validator(mode="after")
     def _offline_window(self) -> Settings:

@@ -129,6 +129,11 @@ class DeviceRepository(Protocol):
         """A new trust version of ``kind`` (``keys`` or ``tick``) with no flips,
         carrying key-set version ``keys`` (None: the previous version's)."""
 
+    async def prune(self, *, before: int) -> int:
+        """Delete credential rows of slots that started before ``before`` and trust
+        versions (with their flips) made before it, always keeping the latest version.
+        Returns how many rows went."""
+
     async def changes_since(self, version: int) -> TrustChanges | None:
         """The changes after ``version``; None when ``version`` is not a version this
         store made (unknown, or newer than the latest)."""

@@ -218,6 +218,26 @@ class PostgresDevices:
         head: TrustHead = await self._db.run(op)
         return head
 
+    async def prune(self, *, before: int) -> int:
+        async def op(conn: Any) -> int:
+            gone = 0
+            async with conn.transaction():
+                await conn.execute(_LOCK)
+                latest = await conn.fetchval("SELECT max(version) FROM trust_versions")
+                for sql, args in (
+                    ("DELETE FROM credentials WHERE slot_start < $1", (before,)),
+                    ("DELETE FROM trust_flips WHERE version IN (SELECT version FROM "
+                     "trust_versions WHERE at < $1 AND version < $2)", (before, latest)),
+                    ("DELETE FROM trust_versions WHERE at < $1 AND version < $2",
+                     (before, latest)),
+                ):
+                    status = await conn.execute(sql, *args)
+                    gone += int(str(status).rsplit(" ", 1)[-1])
+            return gone
+
+        count: int = await self._db.run(op)
+        return count
+
     async def changes_since(self, version: int) -> TrustChanges | None:
         async def op(conn: Any) -> TrustChanges | None:
             # One snapshot for the three reads (repeatable read).

@@ -211,6 +211,23 @@ class SQLiteDevices:
         head: TrustHead = await self._write(work)
         return head
 
+    async def prune(self, *, before: int) -> int:
+        async def work() -> int:
+            latest = (await self._latest()).version
+            gone = 0
+            for sql, args in (
+                ("DELETE FROM credentials WHERE slot_start < ?", (before,)),
+                ("DELETE FROM trust_flips WHERE version IN (SELECT version FROM "
+                 "trust_versions WHERE at < ? AND version < ?)", (before, latest)),
+                ("DELETE FROM trust_versions WHERE at < ? AND version < ?", (before, latest)),
+            ):
+                cur = await self._conn.execute(sql, args)
+                gone += max(cur.rowcount, 0)
+            return gone
+
+        count: int = await self._write(work)
+        return count
+
     async def changes_since(self, version: int) -> TrustChanges | None:
         rows = await self._rows("SELECT at FROM trust_versions WHERE version = ?", (version,))
         if not rows:

@@ -481,6 +481,14 @@ async def test_bundles_are_cached_per_version_and_advance_with_time(tmp_path: Pa
             held = gate.load_bundle(third.content)
             assert held.issued_at == int(now[0])
             assert held.refresh_after == int(now[0]) + 900
+            first_version = int(first.headers["x-bundle-version"])
+            now[0] += 2 * 86_400  # past a bundle lifetime: old versions are pruned
+            gate_partner = await api.partner(["metro"])  # the old token has expired
+            late = await client.get("/v1/trust-bundle", headers=gate_partner["headers"],
+                                    params={"since": first_version})
+            assert late.status_code == 200
+            assert "x-bundle-since" not in late.headers  # the full bundle
+            assert await runtime.db.devices.changes_since(first_version) is None
 
 
 async def test_guessing_the_admin_token_on_device_revocation_is_throttled(api: Api) -> None:
@@ -490,3 +498,91 @@ async def test_guessing_the_admin_token_on_device_revocation_is_throttled(api: A
                                     headers={"Authorization": f"Bearer guess-{i}"})
         statuses.append(r.status_code)
     assert statuses[:10] == [401] * 10 and statuses[10:] == [429, 429]
+
+
+async def test_stale_and_future_offline_codes_online(api: Api) -> None:
+    keys = new_keys(2)
+    body = await register(api, "ruth", keys)
+    library = await api.partner(["library"])
+    now = int(time.time())
+    slot_start = now - now % SLOT
+    future = offline_code(body, keys, min(now + 120, slot_start + 2 * SLOT - 1))
+    assert (await api.verify(library, future, "library")).json()["reason"] == "not_yet_valid"
+    if now - slot_start >= 61:  # the device clock 61 s behind: older than 30 s + 30 s skew
+        stale = offline_code(body, keys, now - 61)
+        assert (await api.verify(library, stale, "library")).json()["reason"] == "expired"
+    tampered = offline_code(body, keys, now)
+    flipped = tampered[:-3] + ("A" if tampered[-3] != "A" else "B") + tampered[-2:]
+    assert (await api.verify(library, flipped, "library")).json()["reason"] in (
+        "bad_signature", "malformed")
+
+
+async def test_a_suspension_reaches_gates_as_a_delta(api: Api) -> None:
+    keys = new_keys(2)
+    body = await register(api, "sara", keys)
+    gate_partner = await api.partner(["metro"])
+    anchor = (await api.client.get("/v1/trust-anchor")).json()
+    gate = Gate.from_anchor_jwks(anchor)
+    held = gate.load_bundle(
+        (await api.client.get("/v1/trust-bundle", headers=gate_partner["headers"])).content)
+    now = int(time.time())
+    assert gate.verify(offline_code(body, keys, now), scene="metro", direction="in",
+                       now=now).reason == "ok"
+    await api.client.put("/v1/admin/subjects/sara", headers=api.admin,
+                         json={"status": "suspended", "attributes": {}})
+    d = await api.client.get("/v1/trust-bundle", headers=gate_partner["headers"],
+                             params={"since": held.version})
+    assert d.headers["x-bundle-since"] == str(held.version)
+    gate.load_bundle(d.content)
+    assert gate.verify(offline_code(body, keys, now, counter=1), scene="metro",
+                       direction="out", now=now).reason == "revoked"
+
+
+async def test_a_citizen_has_at_most_max_devices_active(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, offline_max_devices=2)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            api = Api(client, app, settings)
+            first = await register(api, "tom", new_keys(1))
+            await register(api, "tom", new_keys(1))
+            citizen = await api.citizen("tom")
+            third = await client.post("/v1/devices", headers=citizen,
+                                      json={"name": "p", "keys": jwks_of(new_keys(1))})
+            assert third.status_code == 422 and "at most 2 active" in third.json()["detail"]
+            gone = await client.delete(f"/v1/devices/{first['device_id']}", headers=citizen)
+            assert gone.status_code == 204
+            await register(api, "tom", new_keys(1))  # a revoked device does not count
+
+
+async def test_rebuilds_are_coalesced_when_configured(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, trust_bundle_min_rebuild_seconds=60)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            api = Api(client, app, settings)
+            keys = new_keys(1)
+            body = await register(api, "uma", keys)
+            gate_partner = await api.partner(["metro"])
+            first = await client.get("/v1/trust-bundle", headers=gate_partner["headers"])
+            version = int(first.headers["x-bundle-version"])
+            citizen = await api.citizen("uma")
+            assert (await client.delete(f"/v1/devices/{body['device_id']}",
+                                        headers=citizen)).status_code == 204
+            again = await client.get("/v1/trust-bundle", headers=gate_partner["headers"],
+                                     params={"since": version})
+            assert again.content == first.content  # served by the newest build
+            # online, the revocation holds at once whatever the bundle cache does
+            library = await api.partner(["library"])
+            code = offline_code(body, keys, int(time.time()))
+            assert (await api.verify(library, code, "library")).json()["reason"] == "revoked"
+            # a key change always rebuilds
+            rotate = await client.post("/v1/admin/keys/rotate", headers=api.admin)
+            assert rotate.status_code == 200
+            rotated = await client.get("/v1/trust-bundle", headers=gate_partner["headers"],
+                                       params={"since": version})
+            assert int(rotated.headers["x-bundle-version"]) > version
+            delta = bcodec.decode(cose.decode_sign1(rotated.content).payload)
+            assert delta.is_delta and sum(len(ix) for ix in delta.flips.values()) == 1

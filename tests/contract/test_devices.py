@@ -11,6 +11,7 @@ import pytest
 from suishen.app.storage.base import Database
 from suishen.app.storage.devices import CredentialRow, Device
 from suishen.errors import StorageError
+from tests.contract.conftest import DatabaseKit
 
 NOW = 1_800_000_000
 SLOT = 3600
@@ -133,3 +134,39 @@ async def test_versions_are_monotonic_and_unknown_ones_are_none(db: Database) ->
     assert await db.devices.changes_since(latest + 1000) is None
     changes = await db.devices.changes_since(first)
     assert changes is not None and changes.since == first and changes.version == latest
+
+
+async def test_concurrent_revocations_get_distinct_versions_and_a_delta_sees_them_all(
+    db: Database,
+) -> None:
+    base = slot(0)
+    devices = [await new_device(db) for _ in range(8)]
+    for n, device in enumerate(devices):
+        await db.devices.add_credentials([row(device.device_id, base, 1000 + n)])
+    before = (await db.devices.trust_version()).version
+    results = await asyncio.gather(*(db.devices.revoke(d.device_id, now=base) for d in devices))
+    assert all(len(pairs) == 1 for _, pairs in results)
+    changes = await db.devices.changes_since(before)
+    assert changes is not None and changes.version >= before + 8
+    assert sorted(changes.flips[base]) == [1000 + n for n in range(8)]
+
+
+async def test_prune_drops_ended_rows_and_old_versions_but_keeps_the_latest(
+    db_kit: DatabaseKit,
+) -> None:
+    [db] = await db_kit.open_fresh()
+    await db.migrate()
+    device = await new_device(db)
+    old, new = NOW - 10 * SLOT, NOW
+    await db.devices.add_credentials([row(device.device_id, old, 1), row(device.device_id, new, 2)])
+    first = await db.devices.bump("tick", now=old)
+    _, pairs = await db.devices.revoke(device.device_id, now=old)  # flips both, at `old`
+    assert len(pairs) == 2
+    latest = await db.devices.bump("tick", now=old)  # the latest is old too: kept
+    gone = await db.devices.prune(before=NOW - SLOT)
+    assert gone >= 1 + 2 + 2  # one credential row, two flips, the older versions
+    assert await db.devices.revoked([old, new]) == {new: [2]}
+    assert await db.devices.changes_since(first.version) is None  # pruned: a full bundle
+    head = await db.devices.trust_version()
+    assert head.version == latest.version
+    assert await db.devices.changes_since(latest.version) is not None

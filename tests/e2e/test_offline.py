@@ -84,7 +84,10 @@ def test_enroll_fetch_stop_decide_offline_then_revoke_and_resync(tmp_path: Path)
     assert inspected["revoked"] == 0 and inspected["slots"] == 25
 
     # --- the server is back: online verification, then revocation ----------------------
-    srv = Server(data).start()
+    first_url, first_port = srv.url, srv.port
+    srv = Server(data)
+    srv.port, srv.url = first_port, first_url  # where the wallet was enrolled
+    srv.start()
     try:
         metro = srv.partner_headers(partner)
         online = cli("wallet", "code", "--dir", str(wallet)).stdout.strip()
@@ -94,6 +97,10 @@ def test_enroll_fetch_stop_decide_offline_then_revoke_and_resync(tmp_path: Path)
         replayed = httpx.post(srv.url + "/v1/verify", headers=metro, json=body).json()
         assert replayed["reason"] == "replayed"
 
+        # the window is full: a refill (the enrolment's token) answers nothing new, or the
+        # one slot that entered the window if the hour turned meanwhile
+        refilled = json.loads(cli("wallet", "refill", "--dir", str(wallet)).stdout)
+        assert refilled["credentials"] in (0, 1), refilled
         citizen = srv.citizen("rider-1")
         [device] = httpx.get(srv.url + "/v1/devices", headers=citizen).json()["devices"]
         assert device["name"] == "e2e phone" and device["status"] == "active"
