@@ -35,6 +35,7 @@ from suishen.timefmt import parse_rfc3339, rfc3339
 TOKEN_ENV = "SUISHEN_CITIZEN_TOKEN"  # noqa: S105 - a variable name, not a secret
 TOKEN_FILE = "token"  # noqa: S105 - a file name
 UPLOAD_BATCH = 1000
+MAX_DELTAS = 50
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
@@ -211,7 +212,9 @@ def _bundle_fetch(args: argparse.Namespace) -> int:
     if out.exists():
         chain = read_bundle_file(out)
         held = unverified_state(chain).bundle
-        since = None if held is None else held.version
+        # A long chain of deltas is compacted by asking for a full bundle instead.
+        if held is not None and len(chain) < MAX_DELTAS:
+            since = held.version
     client = PartnerClient(args.url, args.client_id, args.client_secret)
     signed = client.trust_bundle(since=since)
     from suishen.codecs import bundle as codec

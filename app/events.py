@@ -1,8 +1,8 @@
 """The change feed, applied in this process: events published by any process (through
 Redis pub/sub and its stream, or in memory on the embedded default) update the caches
 that the hot path reads — the suspended set and cached attributes (``subject``), the key
-views (``keys``), everything after a gap in the feed (``resync``). A periodic re-read is
-the safety net behind the feed.
+views (``keys``), revoked devices' credentials (``device``), everything after a gap in
+the feed (``resync``). A periodic re-read is the safety net behind the feed.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import contextlib
 import logging
 
 from suishen.app.observability import Metrics
+from suishen.app.services.devices import DeviceService
 from suishen.app.services.keys import KeyManager
 from suishen.app.services.subjects import SubjectService
 from suishen.app.storage.base import Event, StateBackend
@@ -30,8 +31,10 @@ class EventDispatcher:
         subjects: SubjectService,
         metrics: Metrics,
         refresh_seconds: float,
+        devices: DeviceService | None = None,
     ) -> None:
         self._keys = keys
+        self._devices = devices
         self._subjects = subjects
         self._metrics = metrics
         self._refresh_seconds = refresh_seconds
@@ -57,6 +60,8 @@ class EventDispatcher:
             await self._subjects.apply(event)
         elif event.kind == "keys":
             await self._keys.refresh(event.data.get("name"))
+        elif event.kind == "device" and self._devices is not None:
+            await self._devices.apply(event)
         elif event.kind == "resync":
             await self.resync()
 
@@ -65,6 +70,8 @@ class EventDispatcher:
         try:
             await self._keys.refresh()
             await self._subjects.load_suspended()
+            if self._devices is not None:
+                await self._devices.load_revoked()
         except BackendUnavailable:
             log.warning("resync deferred: database unavailable")
 

@@ -28,7 +28,7 @@ import suishen
 from suishen.app import problems
 from suishen.app.observability import EdgeMiddleware, Metrics
 from suishen.app.pages import mount_pages
-from suishen.app.routes import admin, citizen, dev, partner, public
+from suishen.app.routes import admin, citizen, dev, devices, partner, public
 from suishen.app.runtime import Runtime, build_runtime
 from suishen.app.schemas import verify_openapi
 from suishen.app.settings import Settings
@@ -199,8 +199,11 @@ def _document_security_and_problems(doc: dict[str, Any]) -> None:
                                      ("429", "too many failed authentications")):
                     op.setdefault("responses", {})[status] = {"description": text,
                                                               "content": oauth}
-            if path == "/v1/codes":
-                statuses.add("403")
+            if path in ("/v1/codes", "/v1/devices", "/v1/devices/{device_id}/credentials"):
+                statuses.add("403")  # a suspended citizen
+            if path == "/v1/trust-bundle":
+                op["security"] = [{"partnerOAuth": []}]
+                statuses |= {"401", "422"}
             if "{" in path:
                 statuses |= {"404", "422"}
             if "parameters" in op:
@@ -212,6 +215,9 @@ def _document_security_and_problems(doc: dict[str, Any]) -> None:
                                          "content": problem}
                 elif "content" not in responses[status]:
                     responses[status]["content"] = problem
+    revoke = doc.get("paths", {}).get("/v1/devices/{device_id}", {}).get("delete")
+    if revoke is not None:  # the owner or an operator
+        revoke["security"] = [{"citizenBearer": []}, {"operatorBearer": []}]
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
@@ -239,6 +245,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     )
     problems.install(app)
     app.include_router(citizen.router)
+    app.include_router(devices.router)
+    app.include_router(devices.trust_router)
     app.include_router(partner.router)
     app.include_router(admin.router)
     app.include_router(public.router)

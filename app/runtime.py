@@ -12,7 +12,9 @@ the clock in :mod:`suishen.app.clock`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
 
 from suishen.app.auth.citizen_auth import CitizenAuth, citizen_auth_for
 from suishen.app.auth.dev_idp import DevIdentityProvider
@@ -22,11 +24,13 @@ from suishen.app.devsecrets import resolve_admin_token, resolve_kek
 from suishen.app.events import EventDispatcher
 from suishen.app.observability import GaugeLoop, Metrics
 from suishen.app.services.audit import AuditWriter
+from suishen.app.services.devices import DeviceService
 from suishen.app.services.issuance import IssuanceService
-from suishen.app.services.keys import CODES, TOKENS, KeyManager, KeyView
+from suishen.app.services.keys import TOKENS, KeyManager, KeyView, default_overlaps
 from suishen.app.services.partners import PartnerService
 from suishen.app.services.ratelimit import RateLimiter
 from suishen.app.services.subjects import SubjectService
+from suishen.app.services.trust import TrustService, ensure_anchor
 from suishen.app.services.verify import VerifyService
 from suishen.app.settings import Settings
 from suishen.app.storage.base import Database, StateBackend
@@ -52,8 +56,11 @@ class Runtime:
     admin_token: str
     events: EventDispatcher
     gauges: GaugeLoop
+    devices: DeviceService
+    trust: TrustService
     dev_idp: DevIdentityProvider | None = None
     clock: Clock = SYSTEM_CLOCK
+    _key_poll: asyncio.Task[None] | None = field(default=None, repr=False)
 
     async def start(self) -> None:
         """Subscribe to the change feed and start background work."""
@@ -61,9 +68,17 @@ class Runtime:
         await self.state.start()
         self.audit.start()
         self.gauges.start()
+        # Key-set versions are checked once a second, so a change made behind the
+        # service's back (`suishen keys rotate` on its database) is picked up in ~1 s.
+        self._key_poll = asyncio.create_task(self.keys.poll(), name="key-version-poll")
 
     async def close(self) -> None:
         """Stop background work, drain the audit queue, close the backends."""
+        if self._key_poll is not None:
+            self._key_poll.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._key_poll
+            self._key_poll = None
         await self.events.close()
         await self.gauges.close()
         await self.audit.close()
@@ -83,20 +98,16 @@ async def build_runtime(
     kek = resolve_kek(settings)
     admin_token = resolve_admin_token(settings)
     metrics = metrics or Metrics()
-    db = await open_database(settings)
+    db = await open_database(settings, clock=clock)
     try:
         await db.migrate()
         state = open_state(settings, clock=clock, metrics=metrics)
         keys = KeyManager(
-            db,
+            db.keysets,
             state,
             kek,
             alg=settings.signing_alg,
-            overlap_seconds={
-                CODES: settings.code_ttl_seconds + settings.clock_skew_seconds,
-                # Partner tokens verify with a 5 s leeway after their lifetime.
-                TOKENS: settings.partner_token_lifetime_bound + 5,
-            },
+            overlap_seconds=default_overlaps(settings),
             clock=clock,
         )
         await keys.load_or_create()
@@ -104,6 +115,14 @@ async def build_runtime(
             db, state, cache_seconds=settings.subject_cache_seconds, clock=clock
         )
         await subjects.load_suspended()
+        await ensure_anchor(db, keys, kek, alg=settings.signing_alg, now=int(clock()))
+        devices = DeviceService(
+            db, state, keys=keys, subjects=subjects,
+            slot_seconds=settings.offline_slot_seconds, slots=settings.offline_slots,
+            list_size=settings.offline_status_list_size, clock=clock,
+        )
+        await devices.load_revoked()
+        subjects.on_change.append(devices.subject_changed)
     except BaseException:
         await db.close()
         raise
@@ -133,6 +152,8 @@ async def build_runtime(
         skew=settings.clock_skew_seconds,
         fallback_local=settings.single_use_when_redis_down == "local",
         clock=clock,
+        credentials=devices.revoked,
+        offline_lifetime=settings.offline_code_lifetime_seconds,
     )
     runtime = Runtime(
         settings=settings,
@@ -151,9 +172,16 @@ async def build_runtime(
         citizen_auth=citizen_auth_for(settings, dev_idp),
         admin_token=admin_token,
         events=EventDispatcher(keys=keys, subjects=subjects, metrics=metrics,
-                               refresh_seconds=settings.key_refresh_seconds),
+                               refresh_seconds=settings.key_refresh_seconds, devices=devices),
         gauges=GaugeLoop(metrics, audit=audit, db=db),
         dev_idp=dev_idp,
+        devices=devices,
+        trust=TrustService(
+            db, keys, slot_seconds=settings.offline_slot_seconds,
+            list_size=settings.offline_status_list_size,
+            refresh_seconds=settings.trust_bundle_refresh_seconds,
+            lifetime_seconds=settings.trust_bundle_lifetime_seconds, clock=clock,
+        ),
     )
 
     def on_keys(name: str, view: KeyView) -> None:

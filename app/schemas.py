@@ -165,3 +165,58 @@ def verify_openapi() -> tuple[dict[str, Any], dict[str, Any]]:
         [VerifyBody, VerifyAnswer], ref_template="#/components/schemas/{name}"
     )
     return {"request": body, "answer": answer}, components
+
+
+# --- devices and offline credentials (SPEC.md §6.1) -----------------------------------
+DeviceName = Annotated[str, Field(min_length=1, max_length=64, pattern=PRINTABLE_PATTERN,
+                                  description="printable text, at most 64 characters")]
+DeviceKeys = Annotated[list[Any], Field(
+    min_length=1, max_length=500,
+    description="P-256 public JWKs (kty EC, crv P-256, x, y), one per slot",
+)]
+
+
+class DeviceIn(Strict):
+    """``POST /v1/devices``: a name and a batch of device public keys."""
+
+    name: DeviceName
+    keys: DeviceKeys
+
+
+class RefillIn(Strict):
+    """``POST /v1/devices/{device_id}/credentials``: fresh device public keys."""
+
+    keys: DeviceKeys
+
+
+class CredentialOut(BaseModel):
+    """One offline credential: base64url (no padding) of its COSE bytes, its slot."""
+
+    credential: str
+    slot_start: str
+    slot_end: str
+    kid: str
+
+
+class DeviceCredentialsOut(BaseModel):
+    """A device and the credentials just issued for it (matched to keys by ``cnf``)."""
+
+    device_id: str
+    name: str
+    credentials: list[CredentialOut]
+
+
+class DeviceOut(BaseModel):
+    """One of the citizen's devices."""
+
+    device_id: str
+    name: str
+    registered_at: str
+    credentials_valid_until: str | None
+    status: Literal["active", "revoked"]
+
+
+class DeviceList(BaseModel):
+    """``GET /v1/devices``."""
+
+    devices: list[DeviceOut]

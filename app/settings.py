@@ -78,6 +78,30 @@ class Settings(BaseSettings):
     subject_cache_seconds: int = Field(default=300, ge=1, le=86_400)
     key_refresh_seconds: int = Field(default=10, ge=1, le=3600)
 
+    # Offline codes (SPEC.md §6.1; docs/offline.md).
+    offline_slot_seconds: int = Field(default=3600, ge=60, le=86_400)
+    offline_days: int = Field(default=3, ge=1, le=7)
+    offline_code_lifetime_seconds: int = Field(default=30, ge=5, le=600)
+    # Indices per slot status list: at least the credentials issued per slot (every
+    # citizen's device holds one per slot); the city (34 M) needs ~42.5 M. Only raise it.
+    offline_status_list_size: int = Field(default=1_048_576, ge=1024, le=1 << 27)
+    trust_bundle_refresh_seconds: int = Field(default=900, ge=10, le=86_400)
+    trust_bundle_lifetime_seconds: int = Field(default=86_400, ge=60, le=7 * 86_400)
+
+    @model_validator(mode="after")
+    def _offline_window(self) -> Settings:
+        if 86_400 % self.offline_slot_seconds:
+            raise ValueError("SUISHEN_OFFLINE_SLOT_SECONDS must divide a day (86400)")
+        if self.trust_bundle_refresh_seconds > self.trust_bundle_lifetime_seconds:
+            raise ValueError("SUISHEN_TRUST_BUNDLE_REFRESH_SECONDS must not exceed "
+                             "SUISHEN_TRUST_BUNDLE_LIFETIME_SECONDS")
+        return self
+
+    @property
+    def offline_slots(self) -> int:
+        """Slots in the credential window (days x slots per day): the largest batch."""
+        return min(500, self.offline_days * 86_400 // self.offline_slot_seconds)
+
     @model_validator(mode="after")
     def _token_lifetimes(self) -> Settings:
         bound = self.partner_token_max_lifetime_seconds

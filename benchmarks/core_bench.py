@@ -73,7 +73,7 @@ def _cases(alg: Alg, now: int) -> list[Case]:
     # The raw operations see a message exactly as long as the one the core signs.
     envelope = sc1.parse(code)
     message = cose.sig_structure(envelope.message.protected_raw, envelope.message.payload)
-    private = issuer.private.key
+    private = issuer.signer.private.key
     if isinstance(private, ed25519.Ed25519PrivateKey):
         ed_public = private.public_key()
         ed_signature = private.sign(message)

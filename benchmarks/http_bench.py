@@ -22,7 +22,10 @@ What it does (all on 127.0.0.1, every server ONE worker process, access log off)
      goal >= 1.3x the baseline's throughput, and p99 <= 2 ms at half saturation;
    * **verify, metro** (single use, direction ``in``, every code presented once; the
      Redis service) against the naive verify — goal >= 1.0x; p99 at half saturation is
-     printed for information.
+     printed for information;
+   * **verify, metro on the embedded default** (single use kept in the SQLite file
+     before the answer, issue 8 item 3): its ratio to the embedded library run is the
+     price of durable single use.
 
 Besides throughput and latency every row shows the CPU share the server process and the
 client used during the run (``srv``/``cli``): a server near 100 % is saturated; a client
@@ -488,7 +491,7 @@ def run_bench(args: argparse.Namespace, workdir: Path, servers: list[Server]) ->
     print(f"servers: {embedded.name} :{embedded.port}, {redis.name} :{redis.port} "
           f"(Redis prefix {prefix}), {base.name} :{base.port}; logs in {workdir}", flush=True)
 
-    s_embedded = setup_service(embedded, admin_token, ["library"])
+    s_embedded = setup_service(embedded, admin_token, ["library", "metro"])
     s_redis = setup_service(redis, admin_token, ["metro"])
     s_naive = setup_naive(base)
     bench = Bench(args)
@@ -563,6 +566,21 @@ def run_bench(args: argparse.Namespace, workdir: Path, servers: list[Server]) ->
     rows.append(Row(f"verify metro p99 @ 50% ({half_metro:,.0f}/s)", metro_p99, None,
                     f"p99 <= {VERIFY_P99_MS:g} ms (info)",
                     verdict(metro_p99.result.p99 * 1000 <= VERIFY_P99_MS)))
+
+    # 4. Verify, metro on the embedded default: single use kept durable in the SQLite
+    # file before each answer (issue 8 item 3). Its price is the ratio to the embedded
+    # library run (same server, re-scannable scene).
+    print("verify: metro (embedded default, SQLite single use)", flush=True)
+    minted_e = Minted(
+        bench, s_embedded,
+        lambda codes: verify_requests(embedded, s_embedded.partners["metro"], codes,
+                                      scene="metro", checkpoint="L2-S12-G3", direction="in"),
+        estimate=svc_lib.result.throughput)
+    (svc_metro_e,) = bench.compare("verify metro embedded", [(embedded, minted_e)],
+                                   expect=VALID)
+    rows.append(Row("verify metro embedded (SQLite once), sat.", svc_metro_e,
+                    svc_metro_e.result.throughput / svc_lib.result.throughput,
+                    "(info: / library)", ""))
     if args.json:
         Path(args.json).write_text(json.dumps({
             "settings": {"duration": args.duration, "connections": args.connections,

@@ -22,6 +22,7 @@ from suishen.codecs import sc1
 from suishen.keys.algorithms import Alg, PrivateKey
 from suishen.keys.issuer import Issuer
 from suishen.keys.keyring import KeyRing, KeyState, VerificationKey
+from suishen.keys.signer import SoftwareSigner
 from suishen.verifiers.core import verify
 from suishen.verifiers.policy import scene
 
@@ -65,9 +66,9 @@ def main() -> None:
     issuers = []
     for alg in (Alg.ES256, Alg.EDDSA):
         private = PrivateKey.generate(alg)
-        issuers.append(Issuer(private, private.public().kid_bytes(), os.urandom(32)))
+        issuers.append(Issuer(SoftwareSigner.from_private(private), os.urandom(32)))
     ring = KeyRing(
-        VerificationKey(i.kid, i.private.public(), KeyState.ACTIVE, blinding=i.blinding)
+        VerificationKey(i.kid, i.signer.public(), KeyState.ACTIVE, blinding=i.blinding)
         for i in issuers
     )
     texts = [

@@ -18,6 +18,7 @@ from suishen.codecs import cbor, cose
 from suishen.codecs.statuslist import StatusList
 from suishen.errors import CodecError
 from suishen.keys.algorithms import Alg, PrivateKey, PublicKey, UnsupportedAlgorithm
+from suishen.keys.signer import Signer, SoftwareSigner
 
 BUNDLE_AAD = b"SC1 trust bundle"
 MAX_BUNDLE_BYTES = 32 * 1024 * 1024
@@ -101,10 +102,15 @@ class UntrustedBundle(codec.BundleError):
 
 
 def sign(anchor: PrivateKey, kid: bytes, bundle: codec.Bundle) -> bytes:
-    """The signed bundle (tagged COSE_Sign1 bytes)."""
+    """:func:`sign_with` a software anchor key (tests, benchmarks, tools)."""
+    return sign_with(SoftwareSigner(anchor, kid), bundle)
+
+
+def sign_with(signer: Signer, bundle: codec.Bundle) -> bytes:
+    """The signed bundle (tagged COSE_Sign1 bytes), through the Signer seam."""
     payload = codec.encode(bundle)
-    protected = cbor.dumps({cose.HDR_ALG: anchor.alg.cose, cose.HDR_KID: kid})
-    signature = anchor.sign(cose.sig_structure(protected, payload, BUNDLE_AAD))
+    protected = cbor.dumps({cose.HDR_ALG: signer.algorithm.cose, cose.HDR_KID: signer.kid})
+    signature = signer.sign(cose.sig_structure(protected, payload, BUNDLE_AAD))
     return cose.encode_sign1(protected, {}, payload, signature)
 
 

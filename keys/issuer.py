@@ -10,8 +10,8 @@ import os
 from dataclasses import dataclass
 
 from suishen.codecs import cose, sc1
-from suishen.keys.algorithms import PrivateKey
 from suishen.keys.blinding import blind
+from suishen.keys.signer import Signer
 
 MIN_TTL, MAX_TTL = 5, 86_400
 
@@ -35,14 +35,19 @@ class IssuedCode:
 
 @dataclass(frozen=True, slots=True)
 class Issuer:
-    """Signs personal codes with one key and its blinding secret."""
+    """Signs personal codes through a :class:`~suishen.keys.signer.Signer` (software
+    today; a KMS or HSM signer fits the same seam) with the key's blinding secret."""
 
-    private: PrivateKey
-    kid: bytes
+    signer: Signer
     blinding: bytes
 
     def __repr__(self) -> str:  # never show key material
-        return f"Issuer(kid={self.kid.hex()}, alg={self.private.alg})"
+        return f"Issuer(kid={self.kid.hex()}, alg={self.signer.algorithm})"
+
+    @property
+    def kid(self) -> bytes:
+        """The signing key's id, as the code's header carries it."""
+        return self.signer.kid
 
     def issue_personal(
         self, handle: bytes, *, now: int, ttl: int, cti: bytes | None = None
@@ -62,8 +67,8 @@ class Issuer:
             cti=cti,
         )
         payload = sc1.encode_personal_claims(claims)
-        protected = sc1.protected_header(self.private.alg.cose, self.kid)
-        signature = self.private.sign(cose.sig_structure(protected, payload))
+        protected = sc1.protected_header(self.signer.algorithm.cose, self.kid)
+        signature = self.signer.sign(cose.sig_structure(protected, payload))
         text = sc1.to_text(cose.encode_sign1(protected, {}, payload, signature))
         return IssuedCode(
             text=text,

@@ -12,7 +12,7 @@ verifies) plus states:
 A :class:`KeySet` is an immutable value: every operation returns a new set with a higher
 ``version``. Private keys and secrets exist only sealed with the key-encryption key
 (:mod:`suishen.keys.kek`); :meth:`KeySet.issuer` and :meth:`KeySet.keyring` unseal them
-in memory. Storage is somebody else's job: anything implementing :class:`KeyStore`.
+in memory. Storage is somebody else's job: anything implementing :class:`KeySetStore`.
 """
 
 from __future__ import annotations
@@ -26,13 +26,14 @@ from suishen.keys.algorithms import Alg, PrivateKey, PublicKey, b64u
 from suishen.keys.issuer import Issuer
 from suishen.keys.kek import KeyEncryptionKey
 from suishen.keys.keyring import KeyRing, KeyState, VerificationKey
+from suishen.keys.signer import SoftwareSigner
 from suishen.timefmt import rfc3339
 
 DEFAULT_ALG = Alg.ES256  # faster to sign *and* verify here: see benchmarks/core_bench.py
 _BLINDING_BYTES = 32
 _MAX_KID_ATTEMPTS = 64
 
-__all__ = ["DEFAULT_ALG", "KeyRecord", "KeySet", "KeyState", "KeyStore"]
+__all__ = ["DEFAULT_ALG", "KeyRecord", "KeySet", "KeySetStore", "KeyState"]
 
 
 def _aad(purpose: str, kid: str = "") -> bytes:
@@ -111,7 +112,13 @@ def _opt_int(value: Any) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class KeySet:
-    """An immutable set of signing keys plus the key-set-wide pairwise secret."""
+    """An immutable set of signing keys plus the key-set-wide pairwise secret.
+
+    A set *with secrets* (the ``codes`` set) gives every key a blinding secret and holds
+    the pairwise secret; a set without (``with_secrets=False``: partner-token keys)
+    holds signing keys only (``blinding_sealed`` and ``pairwise_sealed`` are empty), so
+    nothing that could unblind a code sits where it is not needed.
+    """
 
     keys: tuple[KeyRecord, ...]
     pairwise_sealed: str
@@ -119,10 +126,24 @@ class KeySet:
 
     # --- construction -------------------------------------------------------------
     @classmethod
-    def create(cls, kek: KeyEncryptionKey, *, now: int, alg: Alg = DEFAULT_ALG) -> KeySet:
-        """A new key set with one active key."""
-        empty = cls(keys=(), pairwise_sealed=kek.seal(os.urandom(32), _aad("pairwise")), version=0)
+    def create(
+        cls,
+        kek: KeyEncryptionKey,
+        *,
+        now: int,
+        alg: Alg = DEFAULT_ALG,
+        with_secrets: bool = True,
+    ) -> KeySet:
+        """A new key set with one active key (and blinding and pairwise secrets unless
+        ``with_secrets`` is False)."""
+        pairwise = kek.seal(os.urandom(32), _aad("pairwise")) if with_secrets else ""
+        empty = cls(keys=(), pairwise_sealed=pairwise, version=0)
         return empty.add_key(kek, now=now, alg=alg, state=KeyState.ACTIVE)
+
+    @property
+    def has_secrets(self) -> bool:
+        """True for a set with blinding and pairwise secrets (see the class docstring)."""
+        return bool(self.pairwise_sealed)
 
     def add_key(
         self, kek: KeyEncryptionKey, *, now: int, alg: Alg, state: KeyState = KeyState.PENDING
@@ -145,7 +166,11 @@ class KeySet:
             alg=alg,
             public=public.raw,
             private_sealed=kek.seal(private.raw, _aad("sign", kid)),
-            blinding_sealed=kek.seal(os.urandom(_BLINDING_BYTES), _aad("blind", kid)),
+            blinding_sealed=(
+                kek.seal(os.urandom(_BLINDING_BYTES), _aad("blind", kid))
+                if self.has_secrets
+                else ""
+            ),
             state=state,
             created_at=now,
             not_before=now if state is KeyState.ACTIVE else None,
@@ -220,14 +245,22 @@ class KeySet:
         return replace(self, keys=keys, version=self.version + 1)
 
     # --- unsealed views -------------------------------------------------------------
-    def issuer(self, kek: KeyEncryptionKey) -> Issuer:
-        """A signer for the active key (unseals its private key and blinding secret)."""
+    def signer(self, kek: KeyEncryptionKey) -> SoftwareSigner:
+        """A :class:`~suishen.keys.signer.SoftwareSigner` for the active key (unseals
+        its private key)."""
         record = self.active()
         private = PrivateKey.from_raw(
             record.alg, kek.open(record.private_sealed, _aad("sign", record.kid))
         )
+        return SoftwareSigner(private, bytes.fromhex(record.kid))
+
+    def issuer(self, kek: KeyEncryptionKey) -> Issuer:
+        """The code issuer for the active key: its signer and blinding secret."""
+        record = self.active()
+        if not record.blinding_sealed:
+            raise KeyManagementError("this key set has no blinding secrets: it cannot issue codes")
         blinding = kek.open(record.blinding_sealed, _aad("blind", record.kid))
-        return Issuer(private=private, kid=bytes.fromhex(record.kid), blinding=blinding)
+        return Issuer(signer=self.signer(kek), blinding=blinding)
 
     def keyring(self, kek: KeyEncryptionKey | None = None) -> KeyRing:
         """Verification keys; with ``kek``, each carries its blinding secret."""
@@ -235,19 +268,23 @@ class KeySet:
 
     def pairwise_secret(self, kek: KeyEncryptionKey) -> bytes:
         """The secret behind partners' pairwise subjects."""
+        if not self.has_secrets:
+            raise KeyManagementError("this key set has no pairwise secret")
         return kek.open(self.pairwise_sealed, _aad("pairwise"))
 
     def check_kek(self, kek: KeyEncryptionKey) -> None:
         """Raise :class:`WrongKeyEncryptionKey` unless ``kek`` opens every secret."""
-        self.pairwise_secret(kek)
+        if self.has_secrets:
+            self.pairwise_secret(kek)
         for record in self.keys:
             kek.open(record.private_sealed, _aad("sign", record.kid))
-            kek.open(record.blinding_sealed, _aad("blind", record.kid))
+            if record.blinding_sealed:
+                kek.open(record.blinding_sealed, _aad("blind", record.kid))
 
     @staticmethod
     def _verification_key(record: KeyRecord, kek: KeyEncryptionKey | None) -> VerificationKey:
         blinding = None
-        if kek is not None and record.state is not KeyState.REVOKED:
+        if kek is not None and record.state is not KeyState.REVOKED and record.blinding_sealed:
             blinding = kek.open(record.blinding_sealed, _aad("blind", record.kid))
         return VerificationKey(
             kid=bytes.fromhex(record.kid),
@@ -306,13 +343,24 @@ def _retire(record: KeyRecord, now: int, overlap_seconds: int) -> KeyRecord:
     return replace(record, state=KeyState.RETIRED, not_after=now + overlap_seconds)
 
 
-class KeyStore(Protocol):
-    """Where a key set lives (a directory, SQLite, PostgreSQL). Implementations MUST
-    store the set atomically and MUST NOT store anything unsealed."""
+class KeySetStore(Protocol):
+    """Where named key sets live: a directory, SQLite or PostgreSQL -- ONE interface for
+    the service (:mod:`suishen.app.services.keys`) and the ``suishen keys`` commands.
 
-    def load(self) -> KeySet | None:
+    Names: ``codes`` (signs codes) and ``tokens`` (signs partner access tokens).
+    Implementations MUST store a set atomically (a reader sees the old set or the new
+    one), MUST make :meth:`save` a compare-and-swap, and MUST NOT store anything
+    unsealed. Async because the database backends are; the directory answers at once.
+    """
+
+    async def load(self, name: str) -> KeySet | None:
         """The stored key set, or None when there is none yet."""
 
-    def save(self, keyset: KeySet) -> None:
-        """Replace the stored key set."""
+    async def save(self, name: str, keyset: KeySet, *, expected_version: int | None) -> bool:
+        """Compare-and-swap: store ``keyset`` only if the stored version is
+        ``expected_version`` (None: only if there is no set of that name yet). True when
+        stored, False when someone else changed (or created) it first."""
 
+    async def versions(self) -> dict[str, int]:
+        """name -> stored version of every key set: the cheap question a process asks
+        (once a second) to learn that another process or the CLI changed a set."""

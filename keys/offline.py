@@ -3,9 +3,9 @@
 The layout is in :mod:`suishen.codecs.offline`. Three operations, all pure apart from
 the randomness of ECDSA:
 
-* :func:`issue_credential` (service side): blind the citizen's handle for this credential,
-  bind it to one device key for one slot, sign with the code-signing key and the
-  credential AAD.
+* :func:`sign_credential` (service side, through the signer seam): blind the
+  citizen's handle for this credential, bind it to one device key for one slot, sign
+  with the code-signing key and the credential AAD.
 * :func:`make_code` (phone side): sign ``{iat, counter}`` with the slot's device key,
   carrying the credential in the protected header.
 * :func:`check_signatures` (gate and service): both signatures, the device key taken
@@ -28,6 +28,7 @@ from suishen.codecs import cose, offline, sc1
 from suishen.errors import KeyManagementError
 from suishen.keys.algorithms import Alg, PrivateKey, PublicKey
 from suishen.keys.blinding import blind
+from suishen.keys.signer import Signer, SoftwareSigner
 
 # Device keys are P-256 (what hardware keystores make). ES256 is what devices write;
 # ESP256 (RFC 9864) names the same algorithm and is accepted.
@@ -67,7 +68,25 @@ def issue_credential(
     device: PublicKey,
     status_index: int,
 ) -> bytes:
-    """A signed credential (the untagged COSE_Sign1 bytes that go into ``kcwt``)."""
+    """:func:`sign_credential` with a software key (tests, benchmarks, tools)."""
+    return sign_credential(
+        SoftwareSigner(private, kid), blinding, handle=handle, nbf=nbf, exp=exp,
+        device=device, status_index=status_index,
+    )
+
+
+def sign_credential(
+    signer: Signer,
+    blinding: bytes,
+    *,
+    handle: bytes,
+    nbf: int,
+    exp: int,
+    device: PublicKey,
+    status_index: int,
+) -> bytes:
+    """A signed credential (the untagged COSE_Sign1 bytes that go into ``kcwt``), signed
+    through the same :class:`~suishen.keys.signer.Signer` seam as personal codes."""
     claims = offline.CredentialClaims(
         sub=blind(handle, blinding, iat=nbf, cti=credential_nonce(status_index)),
         nbf=nbf,
@@ -76,8 +95,8 @@ def issue_credential(
         status_index=status_index,
     )
     payload = offline.encode_credential_claims(claims)
-    protected = offline.credential_protected(private.alg.cose, kid)
-    signature = private.sign(offline.credential_to_be_signed(protected, payload))
+    protected = offline.credential_protected(signer.algorithm.cose, signer.kid)
+    signature = signer.sign(offline.credential_to_be_signed(protected, payload))
     return offline.encode_credential(protected, payload, signature)
 
 

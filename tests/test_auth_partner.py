@@ -66,7 +66,7 @@ def resign(
     kid: str | None = None,
 ) -> str:
     """A token signed with ``keyset``'s active key, with whatever header and claims."""
-    private = keyset.issuer(kek).private
+    private = keyset.signer(kek).private
     headers = {**header, "kid": kid if kid is not None else header["kid"]}
     headers.pop("alg", None)
     body = json.dumps(payload).encode()

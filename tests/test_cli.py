@@ -149,7 +149,7 @@ def test_private_key_material_never_appears_in_clear(keydir: Path) -> None:
     keyset = directory.require()
     kek = directory.kek().kek
     issuer = keyset.issuer(kek)
-    secrets = [issuer.private.raw, issuer.blinding, keyset.pairwise_secret(kek)]
+    secrets = [issuer.signer.private.raw, issuer.blinding, keyset.pairwise_secret(kek)]
     text = (keydir / "keyset.json").read_text()
     raw = (keydir / "keyset.json").read_bytes()
     for secret in secrets:
@@ -521,7 +521,9 @@ def test_damaged_key_set(keydir: Path, run) -> None:
 
 # --- command line shape -------------------------------------------------------------------
 def test_usage_errors_are_one_line(run) -> None:
-    assert_one_line_error(run("keys", "init"), 2, "--dir")
+    # (`keys init` without --dir is no usage error any more: it names the service's set)
+    assert_one_line_error(run("keys", "revoke"), 2, "KID")
+    assert_one_line_error(run("keys", "list", "--key-set", "nope"), 2, "--key-set")
     assert_one_line_error(run("nonsense"), 2)
     assert_one_line_error(run("codes", "verify", "SC1:ABC"), 2, "--jwks")
 

@@ -16,6 +16,7 @@ from suishen.keys import bundle as signing
 from suishen.keys import offline as koff
 from suishen.keys.algorithms import Alg, PrivateKey
 from suishen.keys.issuer import Issuer
+from suishen.keys.signer import SoftwareSigner
 from suishen.sdk.gate import Gate
 from suishen.verifiers.trust import BundleRollback, DeltaMismatch
 
@@ -89,7 +90,8 @@ def test_offline_code_ok_then_replayed_then_other_direction(city: City) -> None:
 def test_personal_codes_verify_with_the_bundle_keys(city: City) -> None:
     gate = city.gate()
     gate.load_bundle(city.sign(city.bundle(T0)))
-    issued = Issuer(city.key, city.kid, BLINDING).issue_personal(b"\x01" * 10, now=T0, ttl=60)
+    issuer = Issuer(SoftwareSigner(city.key, city.kid), BLINDING)
+    issued = issuer.issue_personal(b"\x01" * 10, now=T0, ttl=60)
     decision = gate.verify(issued.text, scene="library", now=T0 + 5)
     assert (decision.valid, decision.kind) == (True, "personal")
 

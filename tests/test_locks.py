@@ -55,7 +55,7 @@ def _direct(*extras: str) -> set[str]:
 LOCKS = {
     "sdk.txt": (),
     "runtime.txt": ("server",),
-    "dev.txt": ("qr", "server", "test", "load", "dev"),
+    "dev.txt": ("qr", "scan", "server", "test", "load", "dev"),
 }
 
 

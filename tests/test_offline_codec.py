@@ -218,9 +218,11 @@ def test_credential_header_is_strict() -> None:
 
 def test_a_personal_code_is_not_an_offline_code() -> None:
     from suishen.keys.issuer import Issuer
+    from suishen.keys.signer import SoftwareSigner
 
     key, kid = service()
-    issued = Issuer(key, kid, BLINDING).issue_personal(b"\x01" * 10, now=1_800_000_000, ttl=60)
+    issuer = Issuer(SoftwareSigner(key, kid), BLINDING)
+    issued = issuer.issue_personal(b"\x01" * 10, now=1_800_000_000, ttl=60)
     with pytest.raises(CodecError):
         koff.parse_code(issued.text)
 

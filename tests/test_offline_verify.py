@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass, field
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from suishen.codecs import cbor, cose, offline, sc1
 from suishen.keys import offline as koff
@@ -240,3 +242,30 @@ def test_credential_edits_are_caught_by_the_service_signature() -> None:
     edited = offline.encode_credential(protected_raw, cbor.dumps(claims), signature)
     text = koff.make_code(w.device, edited, iat=IAT)
     assert judge(text, w).reason is Reason.BAD_SIGNATURE
+
+
+_FUZZ_WORLD = world(Alg.ES256)
+_FUZZ_CODE = sc1.from_text(_FUZZ_WORLD.code())
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_fuzzed_offline_codes_never_crash_and_are_never_ok(data: st.DataObject) -> None:
+    """Property-based (issue 9 item 8): any mutation of a genuine offline code goes
+    through the whole pipeline without an exception and is never accepted."""
+    raw = bytearray(_FUZZ_CODE)
+    for _ in range(data.draw(st.integers(1, 4))):
+        op = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+        pos = data.draw(st.integers(0, max(len(raw) - 1, 0)))
+        if op == "flip" and raw:
+            raw[pos] ^= data.draw(st.integers(1, 255))
+        elif op == "cut":
+            del raw[pos : pos + data.draw(st.integers(1, 8))]
+        else:
+            raw[pos:pos] = data.draw(st.binary(min_size=1, max_size=8))
+    if bytes(raw) == _FUZZ_CODE:
+        return
+    text = data.draw(st.sampled_from([sc1.to_text(bytes(raw)), "SC1:" + bytes(raw).hex()]))
+    decision = verify(text, keys=_FUZZ_WORLD.ring(blinding=True), policy=scene("metro"),
+                      now=IAT + 1, credentials=Status(), direction="in")
+    assert decision.reason is not Reason.OK

@@ -21,9 +21,10 @@ from suishen.codecs import base45, cbor, cose, sc1
 from suishen.errors import SuishenError
 from suishen.keys.algorithms import Alg, PrivateKey
 from suishen.keys.issuer import MAX_TTL, MIN_TTL, Issuer
+from suishen.keys.signer import SoftwareSigner
 
 _ISSUERS = [
-    Issuer(p, p.public().kid_bytes(), os.urandom(32))
+    Issuer(SoftwareSigner.from_private(p), os.urandom(32))
     for p in (PrivateKey.generate(Alg.ES256), PrivateKey.generate(Alg.EDDSA))
 ]
 SETTINGS = settings(max_examples=300, deadline=None,

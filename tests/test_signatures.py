@@ -12,6 +12,7 @@ from suishen.codecs import cose, sc1
 from suishen.keys.algorithms import P256_ORDER, Alg, PrivateKey, UnsupportedAlgorithm
 from suishen.keys.issuer import Issuer
 from suishen.keys.keyring import KeyRing, KeyState, VerificationKey
+from suishen.keys.signer import SoftwareSigner
 from suishen.verifiers.core import verify
 from suishen.verifiers.policy import scene
 from suishen.verifiers.reasons import Reason
@@ -23,7 +24,12 @@ LIBRARY = scene("library")
 
 def _issuer(alg: Alg = Alg.ES256) -> Issuer:
     private = PrivateKey.generate(alg)
-    return Issuer(private=private, kid=private.public().kid_bytes(), blinding=os.urandom(32))
+    return Issuer(signer=SoftwareSigner.from_private(private), blinding=os.urandom(32))
+
+
+def _private(issuer: Issuer) -> PrivateKey:
+    assert isinstance(issuer.signer, SoftwareSigner)
+    return issuer.signer.private
 
 
 def _ring(
@@ -32,7 +38,7 @@ def _ring(
     not_before: int | None = None,
     not_after: int | None = None,
 ) -> KeyRing:
-    public = issuer.private.public()
+    public = _private(issuer).public()
     return KeyRing([VerificationKey(issuer.kid, public, state, not_before, not_after)])
 
 
@@ -70,7 +76,7 @@ def test_regression_high_s_twin_of_a_genuine_code_is_bad_signature() -> None:
     twin = _high_s_twin(code)
     assert twin != code
     message = cose.decode_sign1(sc1.from_text(twin))
-    public = issuer.private.public()
+    public = _private(issuer).public()
     # Plain ECDSA accepts the twin; the canonical check does not.
     assert public.verify(message.signature, message.to_be_signed())
     assert not public.verify_canonical(message.signature, message.to_be_signed())
@@ -91,7 +97,7 @@ def _resigned(issuer: Issuer, text: str, alg_cose: int) -> str:
     """``text`` with its protected header's alg replaced and the code re-signed."""
     message = cose.decode_sign1(sc1.from_text(text))
     protected = sc1.protected_header(alg_cose, issuer.kid)
-    signature = issuer.private.sign(cose.sig_structure(protected, message.payload))
+    signature = _private(issuer).sign(cose.sig_structure(protected, message.payload))
     return sc1.to_text(cose.encode_sign1(protected, {}, message.payload, signature))
 
 
@@ -119,7 +125,7 @@ def test_claims_are_only_judged_under_a_good_signature() -> None:
     # A future-dated code under the trusted kid but signed by someone else says
     # bad_signature, not not_yet_valid: unsigned claims are never read as the code's.
     trusted, forger = _issuer(), _issuer()
-    forged_issuer = Issuer(private=forger.private, kid=trusted.kid, blinding=forger.blinding)
+    forged_issuer = Issuer(SoftwareSigner(_private(forger), trusted.kid), forger.blinding)
     code = forged_issuer.issue_personal(os.urandom(10), now=NOW + 3600, ttl=60).text
     reason = verify(code, keys=_ring(trusted), policy=LIBRARY, now=NOW).reason
     assert reason is Reason.BAD_SIGNATURE

@@ -72,7 +72,7 @@ def test_a_jwt_with_the_same_claims_needs_a_larger_version(
     iat = UINT32_MAX - TTL
     issued = issuer.issue_personal(WORST_HANDLE, now=iat, ttl=TTL, cti=b"\xff" * 8)
     claims = sc1.decode_claims(cose.decode_sign1(sc1.from_text(issued.text)).payload)
-    pem = issuer.private.key.private_bytes(
+    pem = issuer.signer.private.key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )

@@ -244,7 +244,7 @@ def test_rotation_overlap(kek: KeyEncryptionKey, code_alg: Alg, t0: int) -> None
     retired = rotated.get(old.kid.hex())
     assert retired.state is KeyState.RETIRED and retired.not_after == t0 + 130
     new = rotated.issuer(kek)
-    assert new.kid != old.kid and new.private.alg is code_alg
+    assert new.kid != old.kid and new.signer.algorithm is code_alg
     new_code = new.issue_personal(OTHER_HANDLE, now=t0 + 10, ttl=TTL).text
 
     ring = rotated.keyring(kek)

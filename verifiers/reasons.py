@@ -32,6 +32,10 @@ class Reason(StrEnum):
     REVOKED = "revoked"
     REPLAYED = "replayed"
     SCENE_NOT_ALLOWED = "scene_not_allowed"
+    # Transit (SPEC §6.2): an entry while the citizen's previous entry on that network
+    # is still open, and an exit with no open journey where the network refuses it.
+    PASSBACK = "passback"
+    NO_ENTRY = "no_entry"
     # An offline gate whose trust bundle is past its hard expiry, or does not cover the
     # credential's slot, and fails closed (SPEC §6.1).
     TRUST_EXPIRED = "trust_expired"

@@ -64,6 +64,7 @@ from suishen.keys.algorithms import b64u, b64u_decode
 from suishen.keys.kek import KeyEncryptionKey
 from suishen.keys.keyring import KeyState, VerificationKey
 from suishen.keys.keyset import KeySet
+from suishen.keys.signer import Signer
 
 __all__ = [
     "CLIENT_ID_PREFIX",
@@ -198,13 +199,6 @@ class _VerifyKey:
     window: VerificationKey
 
 
-@dataclass(frozen=True, slots=True)
-class _Signer:
-    kid: str
-    alg: str
-    private: Any  # a cryptography private key object
-
-
 class PartnerTokens:
     """Issues and verifies partner access tokens with one key set.
 
@@ -295,13 +289,12 @@ class PartnerTokens:
         return keys
 
     @staticmethod
-    def _unseal_signer(keyset: KeySet, kek: KeyEncryptionKey) -> _Signer | None:
+    def _unseal_signer(keyset: KeySet, kek: KeyEncryptionKey) -> Signer | None:
         try:
-            record = keyset.active()
+            keyset.active()
         except KeyManagementError:
             return None  # e.g. the active key was revoked: verify-only until rotation
-        private = keyset.issuer(kek).private  # WrongKeyEncryptionKey surfaces here, early
-        return _Signer(record.kid, record.alg.value, private.key)
+        return keyset.signer(kek)  # WrongKeyEncryptionKey surfaces here, early
 
     # --- issuing ---------------------------------------------------------------------
     def issue(self, client_id: str, scopes: Iterable[str], *, now: int) -> dict[str, Any]:
@@ -325,12 +318,7 @@ class PartnerTokens:
             "jti": secrets.token_urlsafe(16),
             "scope": scope,
         }
-        token = jwt.encode(
-            claims,
-            self._signer.private,
-            algorithm=self._signer.alg,
-            headers={"kid": self._signer.kid, "typ": TOKEN_TYPE},
-        )
+        token = sign_jwt(self._signer, claims, typ=TOKEN_TYPE)
         return {
             "access_token": token,
             "token_type": "Bearer",
@@ -457,3 +445,17 @@ def _json_object(segment: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidPartnerToken("token is malformed")
     return value
+
+
+def sign_jwt(signer: Signer, claims: Mapping[str, Any], *, typ: str) -> str:
+    """A compact JWS (RFC 7515) over ``claims``, signed through the
+    :class:`~suishen.keys.signer.Signer` seam -- the same one code issuance uses, so a
+    KMS or HSM signer serves both. JWS wants exactly the raw signature a signer makes:
+    ``r || s`` for ES256 (RFC 7518 §3.4), 64 bytes for EdDSA (RFC 8037)."""
+    header = {"alg": signer.algorithm.value, "kid": signer.kid.hex(), "typ": typ}
+    signing_input = ".".join(
+        b64u(json.dumps(part, separators=(",", ":")).encode("utf-8"))
+        for part in (header, dict(claims))
+    )
+    signature = signer.sign(signing_input.encode("ascii"))
+    return f"{signing_input}.{b64u(signature)}"

@@ -58,6 +58,9 @@ class AuditWriter:
         self._queue: deque[AuditRecord] = deque()
         self._max_queue = max_queue
         self._wakeup = asyncio.Event()
+        # One writer at a time: the background task and an explicit flush() (tests,
+        # shutdown) would otherwise both write the queue's head, storing it twice.
+        self._flush_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._stall_after = stall_after
@@ -96,8 +99,9 @@ class AuditWriter:
 
     async def flush(self) -> None:
         """Store everything queued now (raises if the database is down)."""
-        while self._queue:
-            await self._write_batch()
+        async with self._flush_lock:
+            while self._queue:
+                await self._write_batch()
 
     async def _write_batch(self) -> None:
         batch = [self._queue[i] for i in range(min(self._batch_size, len(self._queue)))]
@@ -118,11 +122,18 @@ class AuditWriter:
                 await self._write(batch[half:])
                 return
             await self._set_aside(batch[0], str(exc))
-            self._queue.popleft()
+            self._leave(batch)
             return
-        for _ in batch:
-            self._queue.popleft()
+        self._leave(batch)
         self._metrics.audit_written.inc(len(batch))
+
+    def _leave(self, batch: Sequence[AuditRecord]) -> None:
+        """Take ``batch`` off the head of the queue. By identity, not by count: while it
+        was being written, record() may have dropped the oldest records of a full queue,
+        and counting would then remove newer records that were never stored."""
+        for record in batch:
+            if self._queue and self._queue[0] is record:
+                self._queue.popleft()
 
     async def _set_aside(self, record: AuditRecord, error: str) -> None:
         try:

@@ -16,7 +16,7 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from suishen.app.clock import SYSTEM_CLOCK, Clock
@@ -72,6 +72,9 @@ class SubjectService:
         self._local: OrderedDict[bytes, tuple[float, CachedSubject]] = OrderedDict()
         self._local_max = local_entries
         self.revocations = InMemoryRevocations()
+        # Called after an operator's write, before it is announced (devices flip or
+        # clear their credentials' bits for trust bundles).
+        self.on_change: list[Callable[[Subject], Awaitable[None]]] = []
 
     async def load_suspended(self) -> None:
         """(Re)load the suspended set from the database."""
@@ -122,6 +125,8 @@ class SubjectService:
                 continue
         if subject is None:
             raise StorageError("could not allocate a subject handle")
+        for callback in self.on_change:
+            await callback(subject)
         event = Event("subject", {"handle": subject.handle.hex(), "status": subject.status})
         await self.apply(event)  # this process at once, whatever the feed does
         try:

@@ -37,8 +37,9 @@ from suishen.errors import (
     UnknownScene,
 )
 from suishen.keys.blinding import pairwise_subject
-from suishen.verifiers.core import Decision, verify
+from suishen.verifiers.core import NO_CREDENTIAL_STATUS, Decision, verify
 from suishen.verifiers.memory import InMemoryReplay
+from suishen.verifiers.offline import DEFAULT_LIFETIME, CredentialStatus
 from suishen.verifiers.policy import SCENES, ScenePolicy
 from suishen.verifiers.reasons import Reason
 
@@ -82,6 +83,8 @@ class VerifyService:
         skew: int,
         fallback_local: bool,
         clock: Clock = SYSTEM_CLOCK,
+        credentials: CredentialStatus = NO_CREDENTIAL_STATUS,
+        offline_lifetime: int = DEFAULT_LIFETIME,
     ) -> None:
         self._keys = keys
         self._subjects = subjects
@@ -92,6 +95,8 @@ class VerifyService:
         self._default_rate = default_rate_per_second
         self._skew = skew
         self._clock = clock
+        self._credentials = credentials  # revoked devices' offline credentials, live
+        self._offline_lifetime = offline_lifetime
         self._local_replay = InMemoryReplay() if fallback_local else None
         self._counted: dict[tuple[str, str], Any] = {}  # labelled counters, looked up once
 
@@ -162,9 +167,12 @@ class VerifyService:
             direction=direction,
             checkpoint=checkpoint,
             revocations=self._subjects.revocations,
+            credentials=self._credentials,
+            offline_lifetime=self._offline_lifetime,
         )
-        if decision.replay_key is not None and decision.claims is not None:
-            ttl = max(1, decision.claims.exp + self._skew - now_s + 1)
+        expires_at = decision.expires_at
+        if decision.replay_key is not None and expires_at is not None:
+            ttl = max(1, expires_at + self._skew - now_s + 1)
             if not await self._first_use(decision.replay_key, ttl, now_s):
                 decision = decision.rejected(Reason.REPLAYED)
         return decision

@@ -1,7 +1,8 @@
 """Repository and state interfaces: what the service needs from storage, nothing more.
 
 Durable data (a :class:`Database`): subjects (citizens), partners, key sets, audit
-records. Implementations: :mod:`.sqlite` (embedded default), :mod:`.postgres`.
+records, devices and offline credentials (:mod:`.devices`). Implementations:
+:mod:`.sqlite` (embedded default), :mod:`.postgres`.
 
 Fast shared state (a :class:`StateBackend`): single-use memory, per-partner rate limits,
 the change feed that carries status and key changes to every process, and a shared
@@ -23,8 +24,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from suishen.app.storage.devices import DeviceRepository
 from suishen.errors import StorageError
-from suishen.keys.keyset import KeySet
+from suishen.keys.keyset import KeySetStore
 
 SUBJECT_STATUSES = ("active", "suspended")
 
@@ -161,15 +163,10 @@ class PartnerRepository(Protocol):
         """The partner with this client id."""
 
 
-class KeySetRepository(Protocol):
-    """Key sets by name (``codes`` signs codes; ``tokens`` signs partner tokens)."""
-
-    async def load(self, name: str) -> KeySet | None:
-        """The stored key set, or None."""
-
-    async def save(self, name: str, keyset: KeySet, *, expected_version: int | None) -> bool:
-        """Compare-and-swap: store ``keyset`` only if the stored version is
-        ``expected_version`` (None: only if there is no set yet). False otherwise."""
+# The one key-set store interface (compare-and-swap, versions) is defined by the core,
+# so that the key directory of the CLI implements it too; the databases' repositories
+# are implementations of it.
+KeySetRepository = KeySetStore
 
 
 class AuditRepository(Protocol):
@@ -210,6 +207,10 @@ class Database(Protocol):
     @property
     def audit(self) -> AuditRepository:
         """Audit records."""
+
+    @property
+    def devices(self) -> DeviceRepository:
+        """Devices, offline credentials and the trust version log."""
 
     async def migrate(self) -> list[str]:
         """Apply pending schema migrations (idempotent, safe to run concurrently);

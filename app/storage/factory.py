@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from suishen.app.observability import Metrics
 
 
-async def open_database(settings: Settings) -> Database:
+async def open_database(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Database:
     """SQLite under the data directory, or PostgreSQL when ``SUISHEN_DATABASE_URL`` is a
     ``postgresql://`` URL (``sqlite:///path`` selects another SQLite file)."""
     url = settings.database_url.get_secret_value() if settings.database_url else ""
@@ -28,14 +28,15 @@ async def open_database(settings: Settings) -> Database:
             max_size=settings.database_pool_max,
             command_timeout=settings.database_timeout_seconds,
             lazy=True,
+            clock=clock,
         )
     from suishen.app.storage.sqlite import SQLiteDatabase
 
     if url.startswith("sqlite:///"):
-        return await SQLiteDatabase.open(url.removeprefix("sqlite:///"))
+        return await SQLiteDatabase.open(url.removeprefix("sqlite:///"), clock=clock)
     if url:
         raise ConfigError("SUISHEN_DATABASE_URL must start with postgresql:// or sqlite:///")
-    return await SQLiteDatabase.open(settings.sqlite_path)
+    return await SQLiteDatabase.open(settings.sqlite_path, clock=clock)
 
 
 def open_state(

@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from suishen.app.clock import SYSTEM_CLOCK, Clock
 from suishen.app.storage import migrations
 from suishen.app.storage.base import (
     AUDIT_COLUMNS,
@@ -45,6 +46,7 @@ from suishen.app.storage.base import (
     PartnerExists,
     Subject,
 )
+from suishen.app.storage.postgres_devices import PostgresDevices
 from suishen.errors import BackendUnavailable, ConfigError, StorageError, describe
 from suishen.keys.keyset import KeySet
 
@@ -93,6 +95,7 @@ class PostgresDatabase:
         schema: str | None = None,
         retry_interval: float = 0.5,
         migrate_timeout: float = 60.0,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         if schema is not None and not _SCHEMA_NAME.fullmatch(schema):
             raise ConfigError("PostgreSQL schema must be a lower-case SQL identifier")
@@ -111,10 +114,12 @@ class PostgresDatabase:
         self._failed_at: float | None = None
         self._last_error = ""
         self._closed = False
+        self.clock = clock  # the injected clock (app/clock.py): timestamps rows it writes
         self.subjects = _Subjects(self)
         self.partners = _Partners(self)
         self.keysets = _KeySets(self)
         self.audit = _Audit(self)
+        self.devices = PostgresDevices(self)
 
     @classmethod
     async def open(
@@ -127,6 +132,7 @@ class PostgresDatabase:
         connect_timeout: float | None = None,
         schema: str | None = None,
         lazy: bool = False,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> PostgresDatabase:
         """Connect a pool to ``dsn``.
 
@@ -143,6 +149,7 @@ class PostgresDatabase:
             command_timeout=command_timeout,
             connect_timeout=connect_timeout,
             schema=schema,
+            clock=clock,
         )
         if not lazy:
             await db._get_pool()
@@ -475,7 +482,7 @@ class _KeySets:
 
     async def save(self, name: str, keyset: KeySet, *, expected_version: int | None) -> bool:
         body = json.dumps(keyset.to_dict())
-        now = int(time.time())
+        now = int(self._db.clock())
         if expected_version is None:
             status = await self._db.run(
                 lambda c: c.execute(
@@ -501,6 +508,13 @@ class _KeySets:
             )
         # Command tags: "INSERT 0 1" / "UPDATE 1" when the row was written.
         return str(status).rsplit(" ", 1)[-1] == "1"
+
+    async def versions(self) -> dict[str, int]:
+        """name -> version: one index-only read, cheap enough to poll every second."""
+        rows = await self._db.run(
+            lambda c: c.fetch("SELECT name, version FROM keysets"), retry=True
+        )
+        return {row["name"]: int(row["version"]) for row in rows}
 
 
 class _Audit:

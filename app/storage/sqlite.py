@@ -16,6 +16,7 @@ from typing import Any
 
 import aiosqlite
 
+from suishen.app.clock import SYSTEM_CLOCK, Clock
 from suishen.app.storage import migrations
 from suishen.app.storage.base import (
     AUDIT_COLUMNS,
@@ -26,6 +27,7 @@ from suishen.app.storage.base import (
     PartnerExists,
     Subject,
 )
+from suishen.app.storage.sqlite_devices import SQLiteDevices
 from suishen.errors import BackendUnavailable, StorageError
 from suishen.keys.keyset import KeySet
 
@@ -33,18 +35,19 @@ from suishen.keys.keyset import KeySet
 class SQLiteDatabase:
     """:class:`suishen.app.storage.base.Database` on one SQLite file."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self._conn = conn
         # One connection is shared by every coroutine: a write must never land inside
         # another coroutine's open transaction, so writes take this lock.
         self._write_lock = asyncio.Lock()
         self.subjects = _Subjects(conn, self._write_lock)
         self.partners = _Partners(conn, self._write_lock)
-        self.keysets = _KeySets(conn, self._write_lock)
+        self.keysets = _KeySets(conn, self._write_lock, clock)
         self.audit = _Audit(conn, self._write_lock)
+        self.devices = SQLiteDevices(conn, self._write_lock)
 
     @classmethod
-    async def open(cls, path: str | Path) -> SQLiteDatabase:
+    async def open(cls, path: str | Path, *, clock: Clock = SYSTEM_CLOCK) -> SQLiteDatabase:
         """Open (creating the file and its folder if needed)."""
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -56,7 +59,7 @@ class SQLiteDatabase:
             await conn.execute("PRAGMA foreign_keys=ON")
         except sqlite3.Error as exc:
             raise BackendUnavailable(f"cannot open SQLite database: {exc}") from None
-        return cls(conn)
+        return cls(conn, clock=clock)
 
     async def migrate(self) -> list[str]:
         """Apply pending migrations in one transaction each."""
@@ -252,9 +255,10 @@ class _Partners:
 
 
 class _KeySets:
-    def __init__(self, conn: aiosqlite.Connection, lock: asyncio.Lock) -> None:
+    def __init__(self, conn: aiosqlite.Connection, lock: asyncio.Lock, clock: Clock) -> None:
         self._conn = conn
         self._lock = lock
+        self._clock = clock
 
     async def load(self, name: str) -> KeySet | None:
         async with self._conn.execute("SELECT body FROM keysets WHERE name = ?", (name,)) as cur:
@@ -269,21 +273,26 @@ class _KeySets:
     async def _save(
         self, name: str, keyset: KeySet, body: str, expected_version: int | None
     ) -> bool:
+        now = int(self._clock())
         if expected_version is None:
             cur = await self._conn.execute(
                 "INSERT INTO keysets (name, version, body, updated_at) "
-                "VALUES (?, ?, ?, CAST(strftime('%s','now') AS INTEGER)) "
-                "ON CONFLICT (name) DO NOTHING",
-                (name, keyset.version, body),
+                "VALUES (?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+                (name, keyset.version, body, now),
             )
         else:
             cur = await self._conn.execute(
-                "UPDATE keysets SET version = ?, body = ?, "
-                "updated_at = CAST(strftime('%s','now') AS INTEGER) "
+                "UPDATE keysets SET version = ?, body = ?, updated_at = ? "
                 "WHERE name = ? AND version = ?",
-                (keyset.version, body, name, expected_version),
+                (keyset.version, body, now, name, expected_version),
             )
         return cur.rowcount == 1
+
+    async def versions(self) -> dict[str, int]:
+        """name -> version (another process, e.g. the CLI, may have written the file)."""
+        async with self._conn.execute("SELECT name, version FROM keysets") as cur:
+            rows = await cur.fetchall()
+        return {str(name): int(version) for name, version in rows}
 
 
 

@@ -3,6 +3,7 @@ audit trail (the writer bisects the batch, sets the bad record aside, writes the
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 
@@ -102,3 +103,39 @@ async def test_a_queue_that_does_not_drain_is_reported_stalled(db: Database) -> 
     assert _value(metrics, "suishen_audit_oldest_age_seconds") > 30
     await writer.flush()
     assert writer.health() == "ok"
+
+
+async def test_concurrent_flushes_store_each_record_once(db: Database) -> None:
+    """Regression (race seen under load): the background writer and an explicit flush()
+    both wrote the queue's head — records stored twice, then an IndexError from an empty
+    queue. One flush at a time now."""
+    _new_tag()
+    metrics = Metrics()
+    writer = AuditWriter(db, metrics, batch_size=5, flush_interval=60.0, max_queue=1000,
+                         stall_after=30.0, clock=lambda: NOW + 1.0)
+    for i in range(60):
+        writer.record(_record(i))
+    await asyncio.gather(writer.flush(), writer.flush(), writer.flush())
+    assert writer.pending == 0
+    assert await _stored(db, 60) == 60
+    assert _value(metrics, "suishen_audit_written_total") == 60
+
+
+async def test_records_dropped_from_a_full_queue_during_a_write_lose_nothing_newer(
+    db: Database,
+) -> None:
+    """While a batch is being written, a full queue drops its oldest records; the batch
+    then leaves the queue by identity, never taking newer, unwritten records with it."""
+    _new_tag()
+    metrics = Metrics()
+    writer = AuditWriter(db, metrics, batch_size=4, flush_interval=60.0, max_queue=4,
+                         stall_after=30.0, clock=lambda: NOW + 1.0)
+    for i in range(4):
+        writer.record(_record(i))
+    flushing = asyncio.ensure_future(writer.flush())
+    await asyncio.sleep(0)  # the first batch (0-3) is on its way to the database
+    for i in range(4, 7):  # the full queue drops 0, 1, 2 to make room
+        writer.record(_record(i))
+    await flushing
+    assert writer.pending == 0
+    assert await _stored(db, 7) == 7  # 0-3 (the batch in flight) and 4-6: all stored

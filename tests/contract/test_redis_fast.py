@@ -284,7 +284,9 @@ async def test_a_protocol_error_drops_the_connection() -> None:
 
 
 async def test_close_fails_pending_calls_and_later_calls_reconnect(fast: FastRedis) -> None:
-    pending = asyncio.ensure_future(fast.execute("BLPOP", "suishen-ct-never", 0.2))
+    # The server-side timeout is long so that close() always comes first, however slow
+    # the machine (0.2 s made this race under load).
+    pending = asyncio.ensure_future(fast.execute("BLPOP", "suishen-ct-never", 10))
     await asyncio.sleep(0.01)
     await fast.close()
     with pytest.raises(BackendUnavailable):

@@ -164,3 +164,52 @@ def _eventually_text(url: str, needle: str, timeout: float = 5.0) -> str:
             break
         time.sleep(0.2)
     return text
+
+
+def test_device_revoked_through_one_is_refused_by_the_other_within_a_second(
+    cluster: tuple[Server, Server],
+) -> None:
+    """Issue 9 item 7: a revoked device's offline codes are ``revoked`` in every process
+    within a second (the ``device`` event over Redis), and the trust bundle served by the
+    other process carries the revocation as a delta (PostgreSQL trust versions)."""
+    import base64
+
+    from suishen.codecs import bundle as bcodec
+    from suishen.codecs import cose
+    from suishen.keys import offline as koff
+    from suishen.keys.algorithms import Alg, PrivateKey
+
+    a, b = cluster
+    sub = f"cluster-rider-{secrets.token_hex(3)}"
+    keys = [PrivateKey.generate(Alg.ES256) for _ in range(2)]
+    r = httpx.post(a.url + "/v1/devices", headers=a.citizen(sub),
+                   json={"name": "phone", "keys": [k.public().jwk_members() for k in keys]})
+    assert r.status_code == 201, r.text
+    device = r.json()
+    first = device["credentials"][0]["credential"]
+    credential = base64.urlsafe_b64decode(first + "=" * (-len(first) % 4))
+    now = int(time.time())
+    library = a.register_partner(["library"])
+    headers = b.partner_headers(library)
+    bundle = httpx.get(b.url + "/v1/trust-bundle", headers=headers)
+    assert bundle.status_code == 200
+    held = bcodec.decode(cose.decode_sign1(bundle.content).payload)
+
+    def verdict(counter: int) -> str:
+        code = koff.make_code(keys[0], credential, iat=int(time.time()), counter=counter % 256)
+        answer = httpx.post(b.url + "/v1/verify", headers=headers,
+                            json={"code": code, "scene": "library"}).json()
+        return str(answer["reason"])
+
+    assert verdict(0) == "ok"
+    gone = httpx.delete(f"{a.url}/v1/devices/{device['device_id']}", headers=a.citizen(sub))
+    assert gone.status_code == 204
+    counter = iter(range(1, 10_000))
+    took = _eventually(lambda: verdict(next(counter)) == "revoked", timeout=1.0)
+    assert took < 1.0
+    delta = httpx.get(b.url + "/v1/trust-bundle", headers=headers,
+                      params={"since": held.version})
+    got = bcodec.decode(cose.decode_sign1(delta.content).payload)
+    assert got.is_delta and got.since == held.version
+    slot = now - now % 3600
+    assert got.flips.get(slot) and len(got.flips) == 2  # both credentials' slots

@@ -50,7 +50,30 @@ for case in cases:
     decision = verifier.verify(case["code"], scene=case["scene"], now=case["now"],
                                direction=case["direction"])
     results.append([decision.valid, decision.reason.value, decision.kid])
-print(json.dumps({"importable": present, "installed": installed,
+
+# An offline code decided at a gate from a trust bundle, with the SDK alone.
+import os
+from suishen.codecs import bundle as codec
+from suishen.keys import bundle as signing, offline as koff
+from suishen.keys.algorithms import Alg, PrivateKey
+from suishen.sdk.client import PartnerClient  # noqa: F401 - importable without the server
+from suishen.sdk.gate import Gate
+from suishen.sdk.wallet import Wallet  # noqa: F401
+T0 = 1_800_000_000
+key, anchor, device = (PrivateKey.generate(a) for a in (Alg.ES256, Alg.EDDSA, Alg.ES256))
+pub = key.public()
+credential = koff.issue_credential(key, pub.kid_bytes(), os.urandom(32), handle=b"\x01" * 10,
+                                   nbf=T0, exp=T0 + 3600, device=device.public(),
+                                   status_index=70_000)
+bundle = signing.build(version=1, now=T0, keys=(codec.BundleKey(pub.kid_bytes(), -7, pub.raw,
+                       T0 - 60, None, "active"),), slot_seconds=3600,
+                       list_sizes={T0: 1 << 17}, revoked={})
+gate = Gate.with_anchors({anchor.public().kid_bytes(): anchor.public()})
+gate.load_bundle(signing.sign(anchor, anchor.public().kid_bytes(), bundle))
+code = koff.make_code(device, credential, iat=T0 + 5)
+offline = [gate.verify(code, scene="metro", direction="in", now=T0 + 6).reason,
+           gate.verify(code, scene="metro", direction="in", now=T0 + 7).reason]
+print(json.dumps({"importable": present, "installed": installed, "offline": offline,
                   "suishen_file": suishen.__file__, "results": results}))
 """
 
@@ -128,6 +151,7 @@ def test_sdk_alone_has_no_server_stack_and_verifies_offline(sdk_venv: Path) -> N
     # the installed copy, not this working tree
     assert Path(out["suishen_file"]).is_relative_to(sdk_venv)
     assert out["results"] == [[True, "ok", case["kid"]] for case in cases]
+    assert out["offline"] == ["ok", "replayed"]  # the offline gate works with the SDK alone
 
 
 def test_sdk_alone_command_line_verifies_offline(sdk_venv: Path, tmp_path: Path) -> None:

@@ -1,0 +1,186 @@
+"""Trust bundles for offline gates (SPEC.md §6.1): the trust-anchor key set, the signed
+bundle, and signed deltas.
+
+* The **trust anchor** is a key set of its own (``anchor``), next to ``codes`` and
+  ``tokens`` in the same store, sealed with the same key-encryption key, created on
+  first start and rotatable like the others (``KeyManager.rotate("anchor")``). Its
+  public keys are ``GET /v1/trust-anchor``; gates are provisioned with them.
+* A **bundle** (:mod:`suishen.keys.bundle`) carries the code-signing keys (active,
+  retired within their window, revoked) and one status list per slot of the next
+  24 hours (:func:`~suishen.keys.bundle.horizon_slots`), built from the revoked bits of
+  the credential rows (device revoked or citizen suspended).
+* Its **version** is the storage's trust version (:mod:`suishen.app.storage.devices`):
+  bumped by every revocation, suspension and reactivation; by a key change (each
+  version records the code key-set version its bundles carry, so every process agrees
+  on what version N contains); and by the passing of time (``tick``, at most every
+  :data:`TICK_SECONDS`), because a gate takes a bundle only when its version is newer —
+  without ticks it would never see a fresher ``issued_at`` and would go degraded.
+* ``?since=N`` answers a delta (:func:`~suishen.keys.bundle.delta`) when N is a version
+  this store made, no reactivation happened since (a delta can only set bits), and the
+  delta is smaller than the full bundle; otherwise the full bundle.
+* Built bundles are cached per version for :data:`CACHE_SECONDS` and built in a worker
+  thread (at city scale, compressing 25 status lists of 42.5 M bits takes a while).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from suishen.app.clock import SYSTEM_CLOCK, Clock
+from suishen.app.services.keys import ANCHOR, CODES, KeyManager, create_keyset
+from suishen.app.storage.base import Database
+from suishen.app.storage.devices import TrustHead
+from suishen.codecs import bundle as codec
+from suishen.errors import IssuanceError, KeyManagementError
+from suishen.keys import bundle as kbundle
+from suishen.keys.algorithms import Alg
+from suishen.keys.kek import KeyEncryptionKey
+from suishen.keys.keyring import KeyState
+from suishen.keys.keyset import KeySet
+
+log = logging.getLogger("suishen.trust")
+
+# ANCHOR ("anchor") is defined with the other key-set names in app/services/keys.py.
+CACHE_SECONDS = 5.0
+TICK_SECONDS = 60
+_KEEP_VERSIONS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class _Built:
+    made: float
+    bundle: codec.Bundle
+    signed: bytes
+    anchor: int  # the anchor key-set version that signed it
+
+
+async def ensure_anchor(db: Database, keys: KeyManager, kek: KeyEncryptionKey, *,
+                        alg: Alg, now: int) -> None:
+    """Create the trust-anchor key set if missing (the first process to store it wins)
+    and load it into ``keys`` (as the ``anchor`` view)."""
+    if await db.keysets.load(ANCHOR) is None:
+        created = create_keyset(ANCHOR, kek, now=now, alg=alg)  # no blinding secrets
+        if await db.keysets.save(ANCHOR, created, expected_version=None):
+            log.info("created key set", extra={"event": f"keyset-created:{ANCHOR}"})
+    await keys.refresh(ANCHOR)
+    keys.view(ANCHOR).keyset.check_kek(kek)
+
+
+def bundle_keys(keyset: KeySet, now: int) -> list[codec.BundleKey]:
+    """The code-signing keys a gate needs: active, retired within their window, and
+    revoked (so that gates answer ``revoked``); pending and expired keys are left out."""
+    out = []
+    for record in keyset.keys:
+        if record.state is KeyState.PENDING or record.expired_at(now):
+            continue
+        out.append(codec.BundleKey(
+            kid=bytes.fromhex(record.kid), alg=record.alg.cose, pub=record.public,
+            nbf=record.not_before if record.not_before is not None else record.created_at,
+            exp=record.not_after, state=record.state.value,
+        ))
+    return out[-codec.MAX_KEYS:]
+
+
+class TrustService:
+    """Builds, signs and caches trust bundles and deltas."""
+
+    def __init__(
+        self,
+        db: Database,
+        keys: KeyManager,
+        *,
+        slot_seconds: int,
+        list_size: int,
+        refresh_seconds: int,
+        lifetime_seconds: int,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self._db = db
+        self._keys = keys
+        self._slot = slot_seconds
+        self._list_size = list_size
+        self._refresh = refresh_seconds
+        self._lifetime = lifetime_seconds
+        self._tick = max(1, min(TICK_SECONDS, refresh_seconds // 2))
+        self._clock = clock
+        self._built: dict[int, _Built] = {}
+        self._lock = asyncio.Lock()
+
+    def anchor_jwks(self) -> dict[str, object]:
+        """The trust anchor's public keys as a JWK Set (format of ``GET /v1/keys``)."""
+        return self._keys.view(ANCHOR).keyset.jwks(now=int(self._clock()))
+
+    async def signed(self, since: int | None = None) -> tuple[bytes, codec.Bundle]:
+        """The signed bundle for now, or a signed delta from version ``since``."""
+        async with self._lock:
+            built = await self._current()
+        if since is None or since >= built.bundle.version:
+            return built.signed, built.bundle
+        changes = await self._db.devices.changes_since(since)
+        if changes is None or changes.reset or changes.version < built.bundle.version:
+            return built.signed, built.bundle
+        held = kbundle.horizon_slots(changes.since_at, self._slot)
+        surrogate = codec.Bundle(
+            typ=codec.TYP_BUNDLE, version=since, issued_at=changes.since_at,
+            refresh_after=changes.since_at, expires_at=changes.since_at,
+            slot_seconds=self._slot, keys=(),
+            lists={s: built.bundle.lists[s] for s in held if s in built.bundle.lists},
+        )
+        delta = kbundle.delta(built.bundle, since=surrogate, flips=changes.flips)
+        if len(codec.encode(delta)) >= len(built.signed):
+            return built.signed, built.bundle
+        return await asyncio.to_thread(self._sign, delta), delta
+
+    def _sign(self, bundle: codec.Bundle) -> bytes:
+        signer = self._keys.view(ANCHOR).signer
+        if signer is None:
+            raise IssuanceError("no active trust-anchor key; an operator must rotate it")
+        return kbundle.sign_with(signer, bundle)
+
+    async def _head(self, now: int) -> TrustHead:
+        """The version to serve: bumped for a key change or when it is older than a tick."""
+        head = await self._db.devices.trust_version()
+        keyset = self._keys.view(CODES).keyset
+        if keyset.version < head.keys:
+            await self._keys.refresh(CODES)  # another process changed keys: catch up
+            keyset = self._keys.view(CODES).keyset
+        if keyset.version > head.keys:
+            return await self._db.devices.bump("keys", now=now, keys=keyset.version)
+        if head.at < now - self._tick:
+            return await self._db.devices.bump("tick", now=now)
+        return head
+
+    async def _current(self) -> _Built:
+        now = int(self._clock())
+        head = await self._head(now)
+        cached = self._built.get(head.version)
+        anchor = self._keys.view(ANCHOR).keyset.version
+        if (cached is not None and cached.anchor == anchor
+                and time.monotonic() - cached.made < CACHE_SECONDS):
+            return cached
+        keyset = self._keys.view(CODES).keyset
+        if keyset.version != head.keys:  # pragma: no cover - a change raced this build
+            raise KeyManagementError("code keys changed during the build; retry")
+        slots = kbundle.horizon_slots(now, self._slot)
+        revoked = await self._db.devices.revoked(slots)
+        sizes = {}
+        for slot in slots:
+            top = max(revoked.get(slot, (0,)), default=0) + 1
+            sizes[slot] = max(self._list_size, -(-top // 8) * 8)
+
+        def build() -> _Built:
+            bundle = kbundle.build(
+                version=head.version, now=now, keys=bundle_keys(keyset, now),
+                slot_seconds=self._slot, list_sizes=sizes, revoked=revoked,
+                refresh=self._refresh, lifetime=self._lifetime,
+            )
+            return _Built(time.monotonic(), bundle, self._sign(bundle), anchor)
+
+        built = await asyncio.to_thread(build)
+        self._built[head.version] = built
+        for old in sorted(self._built)[:-_KEEP_VERSIONS]:
+            del self._built[old]
+        return built

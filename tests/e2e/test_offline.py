@@ -1,0 +1,118 @@
+"""Offline codes end to end (issue 9 item 8, SPEC.md §6.1): a wallet enrolled against a
+real ``suishen serve``, a bundle fetched, the server STOPPED, codes made on the "phone"
+and decided at a "gate" with no network — then revocation through a re-sync, and the
+same offline codes verified online."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from suishen.timefmt import rfc3339
+from tests.e2e.harness import ROOT, SUISHEN, Server
+
+pytestmark = pytest.mark.e2e
+
+
+def cli(*args: str, expect: int | None = 0) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([str(SUISHEN), *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=60, check=False)
+    if expect is not None:
+        assert done.returncode == expect, (args, done.stdout, done.stderr)
+    return done
+
+
+def gate(folder: Path, *codes: str, at: int | None = None) -> list[dict[str, Any]]:
+    extra = [] if at is None else ["--at", rfc3339(at)]
+    done = cli("gate", "verify", "--bundle", str(folder / "bundle.cose"),
+               "--anchor", str(folder / "anchor.json"), "--scene", "metro",
+               "--direction", "in", "--checkpoint", "L2-S12-G3",
+               "--state", str(folder / "gate-state.json"), *extra, *codes, expect=None)
+    assert done.returncode in (0, 1), done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def test_enroll_fetch_stop_decide_offline_then_revoke_and_resync(tmp_path: Path) -> None:
+    data, wallet, gate_dir = tmp_path / "data", tmp_path / "wallet", tmp_path / "gate"
+    gate_dir.mkdir()
+    data.mkdir()
+    srv = Server(data).start()
+    try:
+        partner = srv.register_partner(["metro"])
+        token = srv.citizen("rider-1")["Authorization"].removeprefix("Bearer ")
+        enrolled = json.loads(cli("wallet", "enroll", "--url", srv.url, "--token", token,
+                                  "--dir", str(wallet), "--name", "e2e phone").stdout)
+        assert enrolled["credentials"] == 72  # 3 days of hourly slots
+        fetched = json.loads(cli("bundle", "fetch", "--url", srv.url,
+                                 "--client-id", partner["client_id"],
+                                 "--client-secret", partner["client_secret"],
+                                 "--out", str(gate_dir / "bundle.cose")).stdout)
+        assert fetched["delta"] is False
+        anchor = httpx.get(srv.url + "/v1/trust-anchor")
+        assert anchor.status_code == 200
+        (gate_dir / "anchor.json").write_text(anchor.text)
+    finally:
+        srv.stop()
+
+    # --- no server: the phone makes codes, the gate decides them -----------------------
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(srv.url + "/healthz", timeout=0.5)
+    now = int(time.time())
+    slot_start = now - now % 3600
+    old = None
+    if now - slot_start >= 100:  # a code the phone made 100 s ago (in its own slot)
+        old = cli("wallet", "code", "--dir", str(wallet), "--at", rfc3339(now - 100)).stdout
+    code = cli("wallet", "code", "--dir", str(wallet)).stdout.strip()
+    assert code.startswith("SC1:") and len(code) <= 366  # QR version 11-M
+    [first] = gate(gate_dir, code)
+    assert first["valid"] and first["reason"] == "ok" and first["kind"] == "offline", first
+    [again] = gate(gate_dir, code)
+    assert again["reason"] == "replayed"
+    if old is not None:
+        [late] = gate(gate_dir, old.strip())
+    else:  # too early in the slot for that: present a fresh code 100 s late instead
+        [late] = gate(gate_dir, cli("wallet", "code", "--dir", str(wallet)).stdout.strip(),
+                      at=now + 100)
+    assert late["reason"] == "expired", late
+    inspected = json.loads(cli("bundle", "inspect", str(gate_dir / "bundle.cose")).stdout)
+    assert inspected["revoked"] == 0 and inspected["slots"] == 25
+
+    # --- the server is back: online verification, then revocation ----------------------
+    srv = Server(data).start()
+    try:
+        metro = srv.partner_headers(partner)
+        online = cli("wallet", "code", "--dir", str(wallet)).stdout.strip()
+        body = {"code": online, "scene": "metro", "direction": "in", "checkpoint": "L2-S1-G1"}
+        ok = httpx.post(srv.url + "/v1/verify", headers=metro, json=body).json()
+        assert ok["valid"] and ok["kind"] == "offline" and ok["subject"], ok
+        replayed = httpx.post(srv.url + "/v1/verify", headers=metro, json=body).json()
+        assert replayed["reason"] == "replayed"
+
+        citizen = srv.citizen("rider-1")
+        [device] = httpx.get(srv.url + "/v1/devices", headers=citizen).json()["devices"]
+        assert device["name"] == "e2e phone" and device["status"] == "active"
+        gone = httpx.delete(f"{srv.url}/v1/devices/{device['device_id']}", headers=citizen)
+        assert gone.status_code == 204
+        after = cli("wallet", "code", "--dir", str(wallet)).stdout.strip()
+        body["code"] = after
+        revoked = httpx.post(srv.url + "/v1/verify", headers=metro, json=body).json()
+        assert revoked["reason"] == "revoked", revoked
+
+        resynced = json.loads(cli("bundle", "fetch", "--url", srv.url,
+                                  "--client-id", partner["client_id"],
+                                  "--client-secret", partner["client_secret"],
+                                  "--out", str(gate_dir / "bundle.cose")).stdout)
+        assert resynced["delta"] is True and resynced["version"] > fetched["version"]
+    finally:
+        srv.stop()
+    [decision] = gate(gate_dir, cli("wallet", "code", "--dir", str(wallet)).stdout.strip())
+    assert decision["reason"] == "revoked", decision
+    inspected = json.loads(cli("bundle", "inspect", str(gate_dir / "bundle.cose")).stdout)
+    # one revoked credential (the device's) in every slot the gate holds
+    assert inspected["revoked"] == inspected["slots"] == 25
