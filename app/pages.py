@@ -110,6 +110,8 @@ def page_config(app: FastAPI, settings: Settings) -> dict[str, Any]:
         "sections": {
             "verifications": ("GET", "/v1/me/verifications") in paths,
             "devices": ("GET", "/v1/devices") in paths,
+            # Offline codes made in the browser: registering as a device is possible.
+            "offline": ("POST", "/v1/devices") in paths,
             "journeys": ("GET", "/v1/me/journeys") in paths,
             "checkins": ("GET", "/v1/me/checkins") in paths,
         },
