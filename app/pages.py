@@ -77,8 +77,12 @@ class PageHeaders:
             if message["type"] == "http.response.start":
                 headers = [(k, v) for k, v in message.get("headers", [])
                            if k.lower() != b"cache-control"]
-                ctype = next((v for k, v in headers if k.lower() == b"content-type"), b"")
-                page = ctype.startswith(b"text/html") or message["status"] >= 300
+                # By path, not content type: a 304 revalidation carries no content type
+                # and must not turn a page cacheable (or an asset no-store).
+                path = scope.get("path", "")
+                status = message["status"]
+                page = (path.endswith(("/", ".html", ".json"))
+                        or (status >= 300 and status != 304))
                 headers += [
                     (b"cache-control", (PAGE_CACHE if page else ASSET_CACHE).encode()),
                     (b"content-security-policy", self.csp),

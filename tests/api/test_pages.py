@@ -65,6 +65,14 @@ async def test_static_assets_are_cacheable(api: Api, path: str) -> None:
     assert_strict(csp(r))
     again = await api.client.get(path, headers={"If-None-Match": r.headers["etag"]})
     assert again.status_code == 304
+    assert again.headers["cache-control"] == "public, max-age=300"
+
+
+@pytest.mark.parametrize("path", PAGES)
+async def test_a_page_revalidated_stays_no_store(api: Api, path: str) -> None:
+    first = await api.client.get(path)
+    again = await api.client.get(path, headers={"If-None-Match": first.headers["etag"]})
+    assert again.headers["cache-control"] == "no-store"
 
 
 async def test_page_paths_without_slash_redirect_and_unknown_files_are_404(api: Api) -> None:
