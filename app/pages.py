@@ -77,8 +77,12 @@ class PageHeaders:
             if message["type"] == "http.response.start":
                 headers = [(k, v) for k, v in message.get("headers", [])
                            if k.lower() != b"cache-control"]
-                ctype = next((v for k, v in headers if k.lower() == b"content-type"), b"")
-                page = ctype.startswith(b"text/html") or message["status"] >= 300
+                # By path, not content type: a 304 revalidation carries no content type
+                # and must not turn a page cacheable (or an asset no-store).
+                path = scope.get("path", "")
+                status = message["status"]
+                page = (path.endswith(("/", ".html", ".json"))
+                        or (status >= 300 and status != 304))
                 headers += [
                     (b"cache-control", (PAGE_CACHE if page else ASSET_CACHE).encode()),
                     (b"content-security-policy", self.csp),
@@ -110,6 +114,8 @@ def page_config(app: FastAPI, settings: Settings) -> dict[str, Any]:
         "sections": {
             "verifications": ("GET", "/v1/me/verifications") in paths,
             "devices": ("GET", "/v1/devices") in paths,
+            # Offline codes made in the browser: registering as a device is possible.
+            "offline": ("POST", "/v1/devices") in paths,
             "journeys": ("GET", "/v1/me/journeys") in paths,
             "checkins": ("GET", "/v1/me/checkins") in paths,
         },

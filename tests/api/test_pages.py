@@ -18,8 +18,8 @@ from suishen.verifiers.policy import SCENES
 from tests.api.conftest import ADMIN_TOKEN, Api, make_settings
 
 PAGES = ("/app/", "/console/")
-ASSETS = ("/app/app.js", "/app/app.css", "/app/icon.svg", "/console/console.js",
-          "/console/console.css")
+ASSETS = ("/app/app.js", "/app/app.css", "/app/icon.svg", "/app/offline.js", "/app/sw.js",
+          "/app/vendor/qrcode-generator.js", "/console/console.js", "/console/console.css")
 KEK = "ZmFrZS1rZWstZm9yLWFwaS10ZXN0cy0wMTIzNDU2Nzg"
 
 
@@ -65,6 +65,14 @@ async def test_static_assets_are_cacheable(api: Api, path: str) -> None:
     assert_strict(csp(r))
     again = await api.client.get(path, headers={"If-None-Match": r.headers["etag"]})
     assert again.status_code == 304
+    assert again.headers["cache-control"] == "public, max-age=300"
+
+
+@pytest.mark.parametrize("path", PAGES)
+async def test_a_page_revalidated_stays_no_store(api: Api, path: str) -> None:
+    first = await api.client.get(path)
+    again = await api.client.get(path, headers={"If-None-Match": first.headers["etag"]})
+    assert again.headers["cache-control"] == "no-store"
 
 
 async def test_page_paths_without_slash_redirect_and_unknown_files_are_404(api: Api) -> None:
@@ -139,6 +147,7 @@ async def test_citizen_page_config_in_development(api: Api) -> None:
     assert config["sections"]["verifications"] is True
     routes = {route for route in json.dumps(api.app.openapi()["paths"]).split('"')}
     assert config["sections"]["devices"] is ("/v1/devices" in routes)
+    assert config["sections"]["offline"] is ("/v1/devices" in routes)
     r = await api.client.get("/console/config.json")
     assert r.json()["scenes"] == list(SCENES)
     assert "reader_id" in r.json()["attributes"]

@@ -6,7 +6,8 @@ missing). Set ``CHROMIUM`` to use another binary. Without one the tests skip on 
 developer's machine, and FAIL in CI (``CI=true`` or ``SUISHEN_TEST_REQUIRE_BACKENDS=1``):
 a browser test that silently did not run is not a passing one.
 
-Screenshots of every page are saved under ``test-artifacts/screenshots/`` (git-ignored;
+Screenshots of every page are saved under ``test-artifacts/screenshots/`` (git-ignored; a
+failed test adds ``<tab>-FAILED.png`` of each of its pages;
 ``SUISHEN_TEST_ARTIFACTS`` moves the ``test-artifacts`` folder).
 """
 
@@ -100,6 +101,7 @@ class Tab:
     errors: list[str] = field(default_factory=list)
     urls: list[str] = field(default_factory=list)
     allowed_statuses: set[int] = field(default_factory=set)
+    allowed_substrings: set[str] = field(default_factory=set)
 
     def shot(self, label: str, **kwargs: Any) -> Path:
         """Save a screenshot as a test artefact; returns its path."""
@@ -110,11 +112,14 @@ class Tab:
 
     def unexpected_errors(self) -> list[str]:
         """Console errors and uncaught exceptions, less the failed loads of statuses
-        the test expects (Chromium logs every 4xx answer to fetch as a console error)."""
+        the test expects (Chromium logs every 4xx answer to fetch as a console error) and the
+        messages the test names (a fetch that fails while the context is offline)."""
         out = []
         for text in self.errors:
             m = _FAILED_LOAD.search(text)
             if m and "Failed to load resource" in text and int(m[1]) in self.allowed_statuses:
+                continue
+            if any(allowed in text for allowed in self.allowed_substrings):
                 continue
             out.append(text)
         return out
@@ -138,6 +143,13 @@ def open_tab(browser: Any, request: pytest.FixtureRequest) -> Iterator[Callable[
         return tab
 
     yield open_
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:  # what each page showed when the test failed
+        for _, tab in tabs:
+            try:
+                tab.shot("FAILED")
+            except Exception as exc:  # a closed page: nothing to show
+                print(f"no failure screenshot of {tab.name}: {exc}")
     problems = []
     for ctx, tab in tabs:
         problems += [f"{tab.name}: {e}" for e in tab.unexpected_errors()]
@@ -145,3 +157,12 @@ def open_tab(browser: Any, request: pytest.FixtureRequest) -> Iterator[Callable[
             problems.append(f"{tab.name}: a token in a URL: {tab.urls}")
         ctx.close()
     assert not problems, "\n".join(problems)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keep the call phase's report on the item (``open_tab`` screenshots failures)."""
+    report = yield
+    if report.when == "call":
+        item.rep_call = report  # type: ignore[attr-defined]
+    return report

@@ -28,6 +28,8 @@
       "code.brightness": "出示时请调高屏幕亮度。",
       "code.refresh": "立即刷新",
       "code.alt": "随申码二维码",
+      "code.offline": "离线码 · 当前无网络",
+      "err.no_credentials": "当前无网络，本设备也没有可用的离线凭证。请联网后再试。",
       "reads.empty": "还没有人读过您的码。",
       "reads.more": "更多",
       "devices.empty": "没有登记的设备。",
@@ -67,6 +69,8 @@
       "code.brightness": "Turn your screen brightness up when you show the code.",
       "code.refresh": "Refresh now",
       "code.alt": "Suishen QR code",
+      "code.offline": "Offline code · no network",
+      "err.no_credentials": "No network, and this device has no offline credentials left. Please go online.",
       "reads.empty": "Nobody has read your code yet.",
       "reads.more": "More",
       "devices.empty": "No registered devices.",
@@ -107,6 +111,10 @@
   let reads = [];
   let readsNext = null;
   let devices = null;
+  let offlineMode = false;
+  // An offline code's lifetime at a gate is 30 s (SUISHEN_OFFLINE_CODE_LIFETIME_SECONDS);
+  // the page makes a new one every OFFLINE_EVERY_MS, and retries the network as often.
+  const OFFLINE_EVERY_MS = 5000;
 
   const t = (key) => T[lang][key] || T.zh[key] || key;
 
@@ -174,6 +182,7 @@
 
   // --- the code --------------------------------------------------------------------
   function blankCode() {
+    setOffline(false);
     $("code-box").classList.add("blank");
     $("countdown").textContent = "--";
     if (qrUrl) { URL.revokeObjectURL(qrUrl); qrUrl = null; }
@@ -190,7 +199,7 @@
   function tick() {
     const now = performance.now();
     if (qrUrl && now >= expireAt) { blankCode(); showNotice("err.expired"); }
-    if (qrUrl) {
+    if (qrUrl || offlineMode) {
       const left = Math.max(0, Math.ceil((Math.min(refreshAt, expireAt) - now) / 1000));
       $("countdown").textContent = String(left);
     }
@@ -203,7 +212,12 @@
     try {
       response = await api("/v1/codes?format=svg", { method: "POST" });
     } catch (e) {
-      if (e.kind === "offline") { showNotice("err.offline"); schedule(5000); }
+      if (e.kind === "offline") {
+        // Still valid: keep the online code until it is due for refresh; then offline.
+        if (!qrUrl || performance.now() >= refreshAt) await showOfflineCode();
+        else showNotice("err.offline");
+        schedule(OFFLINE_EVERY_MS);
+      }
       return;
     }
     if (response.status === 403 && (await problemType(response)).endsWith("/suspended")) {
@@ -234,11 +248,85 @@
     serial += 1;
     img.dataset.serial = String(serial);
     img.dataset.expiresAt = expiresHeader;
+    setOffline(false);
     $("code-box").classList.remove("blank");
     $("suspended").hidden = true;
-    clearNotice(["err.offline", "err.service", "err.expired"]);
+    clearNotice(["err.offline", "err.service", "err.expired", "err.no_credentials"]);
     schedule(Math.min(refreshMs, lifeMs - 1000));
     tick();
+  }
+
+  // --- offline: a code made in the browser (offline.js) ------------------------------
+  function setOffline(on) {
+    offlineMode = on;
+    $("qr").hidden = on;
+    $("qr-offline").hidden = !on;
+    $("offline-badge").hidden = !on;
+    document.body.dataset.mode = on ? "offline" : "online";
+  }
+
+  function drawQr(canvas, text) {
+    // Alphanumeric mode at level M, as the service's own QR images (codecs/qr.py).
+    const qr = qrcode(0, "M");
+    qr.addData(text, "Alphanumeric");
+    qr.make();
+    const modules = qr.getModuleCount(), quiet = 4, scale = 6;
+    const size = (modules + 2 * quiet) * scale;
+    canvas.width = size;
+    canvas.height = size;
+    const ctx = canvas.getContext("2d");
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, size, size);
+    ctx.fillStyle = "#000";
+    for (let r = 0; r < modules; r++) {
+      for (let c = 0; c < modules; c++) {
+        if (qr.isDark(r, c)) ctx.fillRect((c + quiet) * scale, (r + quiet) * scale, scale, scale);
+      }
+    }
+  }
+
+  const offlineAvailable = () => !!(config.sections.offline && window.isSecureContext &&
+    window.crypto && crypto.subtle && window.indexedDB && typeof SuishenOffline === "object");
+
+  async function showOfflineCode() {
+    let made = null;
+    try { made = offlineAvailable() ? await SuishenOffline.code() : null; } catch (e) { made = null; }
+    if (!made) {
+      blankCode();
+      showNotice(offlineAvailable() ? "err.no_credentials" : "err.offline");
+      return;
+    }
+    if (qrUrl) { URL.revokeObjectURL(qrUrl); qrUrl = null; }
+    $("qr").removeAttribute("src");
+    drawQr($("qr-offline"), made.text);
+    setOffline(true);
+    serial += 1;
+    $("qr-offline").dataset.serial = String(serial);
+    $("code-box").classList.remove("blank");
+    clearNotice(["err.offline", "err.service", "err.expired", "err.no_credentials"]);
+    expireAt = performance.now() + 30000;
+  }
+
+  function tokenSub(token) {
+    try {
+      const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      return String(JSON.parse(atob(part + "===".slice((part.length + 3) % 4))).sub || "");
+    } catch (e) {
+      return "";
+    }
+  }
+
+  async function prepareOffline() {
+    if (!offlineAvailable()) return;
+    try {
+      if (navigator.serviceWorker) await navigator.serviceWorker.register("sw.js");
+      const token = sessionStorage.getItem(TOKEN_KEY) || "";
+      await SuishenOffline.ensure(api, tokenSub(token), "browser " + (navigator.platform || ""));
+      document.body.dataset.offline = "ready";
+    } catch (e) {
+      // No network, or the service refused: the page keeps whatever credentials it has.
+      document.body.dataset.offline = (await SuishenOffline.hasCredentials()) ? "ready" : "none";
+    }
   }
 
   // --- who read my code ------------------------------------------------------------
@@ -410,10 +498,14 @@
     document.querySelector('[data-tab="reads"]').hidden = !config.sections.verifications;
     selectTab("code");
     loadCode();
+    prepareOffline();
   }
 
-  function signOut(key) {
+  function signOut(key, forget) {
     sessionStorage.removeItem(TOKEN_KEY);
+    // Signing out on purpose forgets this device's offline keys and credentials (the
+    // next citizen on this browser must not show them); an expired sign-in keeps them.
+    if (forget && typeof SuishenOffline === "object") SuishenOffline.wipe().catch(() => {});
     clearTimeout(refreshTimer);
     blankCode();
     reads = []; readsNext = null; devices = null;
@@ -433,7 +525,7 @@
     });
     $("dev-form").addEventListener("submit", devSignIn);
     $("oidc-submit").addEventListener("click", startOidc);
-    $("signout").addEventListener("click", () => signOut(null));
+    $("signout").addEventListener("click", () => signOut(null, true));
     $("refresh").addEventListener("click", loadCode);
     $("reads-more").addEventListener("click", () => loadReads(true));
     for (const tab of document.querySelectorAll(".tab")) {
