@@ -1,8 +1,9 @@
 """The change feed, applied in this process: events published by any process (through
 Redis pub/sub and its stream, or in memory on the embedded default) update the caches
 that the hot path reads — the suspended set and cached attributes (``subject``), the key
-views (``keys``), revoked devices' credentials (``device``), everything after a gap in
-the feed (``resync``). A periodic re-read is the safety net behind the feed.
+views (``keys``), revoked devices' credentials (``device``), fare tables (``fares``),
+everything after a gap in the feed (``resync``). A periodic re-read is the safety net
+behind the feed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from suishen.app.observability import Metrics
 from suishen.app.services.devices import DeviceService
 from suishen.app.services.keys import KeyManager
 from suishen.app.services.subjects import SubjectService
+from suishen.app.services.transit import TransitService
 from suishen.app.storage.base import Event, StateBackend
 from suishen.errors import BackendUnavailable
 
@@ -33,7 +35,9 @@ class EventDispatcher:
         metrics: Metrics,
         refresh_seconds: float,
         devices: DeviceService | None = None,
+        transit: TransitService | None = None,
     ) -> None:
+        self._transit = transit
         self._keys = keys
         self._devices = devices
         self._subjects = subjects
@@ -63,6 +67,8 @@ class EventDispatcher:
             await self._keys.refresh(event.data.get("name"))
         elif event.kind == "device" and self._devices is not None:
             await self._devices.apply(event)
+        elif event.kind == "fares" and self._transit is not None:
+            await self._transit.apply(event)
         elif event.kind == "resync":
             await self.resync()
 
@@ -76,6 +82,8 @@ class EventDispatcher:
             if self._devices is not None:
                 await self._devices.load_revoked(
                     max_age=DEVICE_RELOAD_SECONDS if periodic else None)
+            if self._transit is not None:
+                await self._transit.load()
         except BackendUnavailable:
             log.warning("resync deferred: database unavailable")
 

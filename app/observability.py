@@ -93,6 +93,17 @@ class Metrics:
             "suishen_audit_dead_letter",
             "Audit records the database refused for their content, set aside", registry=r,
         )
+        self.journeys_written = Counter("suishen_journeys_written",
+                                        "Journey records stored", registry=r)
+        self.journeys_dropped = Counter(
+            "suishen_journeys_dropped",
+            "Journey records dropped (queue full, or refused by the database)", registry=r,
+        )
+        self.journey_conflicts = Counter(
+            "suishen_journey_conflicts",
+            "Journey taps decided again because another tap changed the entry first",
+            registry=r,
+        )
         self.audit_oldest_age = Gauge(
             "suishen_audit_oldest_age_seconds", "Age of the oldest queued audit record",
             registry=r, multiprocess_mode="livemax",

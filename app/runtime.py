@@ -30,6 +30,7 @@ from suishen.app.services.keys import TOKENS, KeyManager, KeyView, default_overl
 from suishen.app.services.partners import PartnerService
 from suishen.app.services.ratelimit import RateLimiter
 from suishen.app.services.subjects import SubjectService
+from suishen.app.services.transit import JourneyWriter, TransitService
 from suishen.app.services.trust import TrustService, ensure_anchor
 from suishen.app.services.verify import VerifyService
 from suishen.app.settings import Settings
@@ -58,6 +59,7 @@ class Runtime:
     gauges: GaugeLoop
     devices: DeviceService
     trust: TrustService
+    transit: TransitService
     dev_idp: DevIdentityProvider | None = None
     clock: Clock = SYSTEM_CLOCK
     _key_poll: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -67,6 +69,7 @@ class Runtime:
         self.events.start(self.state)
         await self.state.start()
         self.audit.start()
+        self.transit.writer.start()
         self.gauges.start()
         # Key-set versions are checked once a second, so a change made behind the
         # service's back (`suishen keys rotate` on its database) is picked up in ~1 s.
@@ -82,6 +85,7 @@ class Runtime:
         await self.events.close()
         await self.gauges.close()
         await self.audit.close()
+        await self.transit.writer.close()
         await self.state.close()
         await self.db.close()
 
@@ -124,6 +128,14 @@ async def build_runtime(
         )
         await devices.load_revoked()
         subjects.on_change.append(devices.subject_changed)
+        transit = TransitService(
+            db, state, secret=kek.derive(b"suishen:journey-slots"),
+            writer=JourneyWriter(db, metrics, batch_size=settings.audit_batch_size,
+                                 flush_interval=settings.audit_flush_interval_ms / 1000,
+                                 max_queue=settings.audit_queue_max),
+            metrics=metrics, passback_seconds=settings.passback_seconds, clock=clock,
+        )
+        await transit.load()
     except BaseException:
         await db.close()
         raise
@@ -155,6 +167,7 @@ async def build_runtime(
         clock=clock,
         credentials=devices.revoked,
         offline_lifetime=settings.offline_code_lifetime_seconds,
+        transit=transit,
     )
     runtime = Runtime(
         settings=settings,
@@ -173,10 +186,12 @@ async def build_runtime(
         citizen_auth=citizen_auth_for(settings, dev_idp),
         admin_token=admin_token,
         events=EventDispatcher(keys=keys, subjects=subjects, metrics=metrics,
-                               refresh_seconds=settings.key_refresh_seconds, devices=devices),
+                               refresh_seconds=settings.key_refresh_seconds, devices=devices,
+                               transit=transit),
         gauges=GaugeLoop(metrics, audit=audit, db=db),
         dev_idp=dev_idp,
         devices=devices,
+        transit=transit,
         trust=TrustService(
             db, keys, slot_seconds=settings.offline_slot_seconds,
             list_size=settings.offline_status_list_size,

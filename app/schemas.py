@@ -66,6 +66,15 @@ class VerifyBody(msgspec.Struct, forbid_unknown_fields=True):
     direction: Literal["in", "out"] | None = None
 
 
+class JourneyAnswer(msgspec.Struct, omit_defaults=True):
+    """The journey a transit tap closed (SPEC.md §4, §6.2): on exits and bus taps."""
+
+    status: str
+    fare: Annotated[int, msgspec.Meta(description="fen")]
+    entered_at: str | None = None
+    entry_checkpoint: str | None = None
+
+
 class VerifyAnswer(msgspec.Struct, omit_defaults=True):
     """``POST /v1/verify`` answer: 200 for every code the service could judge."""
 
@@ -79,6 +88,7 @@ class VerifyAnswer(msgspec.Struct, omit_defaults=True):
     kind: str | None = None
     code_expires_at: str | None = None
     attributes_unavailable: bool | None = None
+    journey: JourneyAnswer | None = None
 
 
 AttributeValue = Annotated[str, Field(max_length=256, pattern=PRINTABLE_PATTERN,
@@ -155,6 +165,29 @@ class VerificationPage(BaseModel):
     """A page of the citizen's history, newest first."""
 
     items: list[VerificationItem]
+    next_before: int | None = Field(description="pass as ?before= for the next page")
+
+
+class JourneyItem(BaseModel):
+    """One of the citizen's transit journeys (SPEC.md §6.2)."""
+
+    network: str
+    operator: str
+    status: str
+    fare: int = Field(description="fen")
+    entry_station: str | None
+    entry_checkpoint: str | None
+    entered_at: str | None
+    exit_station: str | None
+    exit_checkpoint: str | None
+    exited_at: str | None
+    offline: bool
+
+
+class JourneyPage(BaseModel):
+    """A page of the citizen's journeys, newest first."""
+
+    items: list[JourneyItem]
     next_before: int | None = Field(description="pass as ?before= for the next page")
 
 

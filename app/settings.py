@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     default_rate_limit_per_second: int = Field(default=200, ge=1, le=1_000_000)
     max_body_bytes: int = Field(default=16_384, ge=1024, le=10_000_000)
     single_use_when_redis_down: Literal["closed", "local"] = "closed"
+    # Transit (SPEC.md §6.2): a second entry within this many seconds of an open one is
+    # refused as passback; an older open entry closes as incomplete at the maximum fare.
+    passback_seconds: int = Field(default=1_800, ge=0, le=7 * 86_400)
 
     database_pool_min: int = Field(default=1, ge=0, le=100)
     database_pool_max: int = Field(default=10, ge=1, le=500)

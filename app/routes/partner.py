@@ -21,7 +21,7 @@ from suishen.app.deps import auth_throttle, bearer, client_address
 from suishen.app.observability import request_id_var
 from suishen.app.problems import from_exception
 from suishen.app.runtime import Runtime
-from suishen.app.schemas import TokenOut, VerifyAnswer, VerifyBody
+from suishen.app.schemas import JourneyAnswer, TokenOut, VerifyAnswer, VerifyBody
 from suishen.app.services.verify import VerifyOutcome
 from suishen.app.storage.base import Partner
 from suishen.errors import InvalidRequest, UnsupportedMediaType
@@ -184,6 +184,12 @@ def present(outcome: VerifyOutcome) -> VerifyAnswer:
         code_expires_at=None if outcome.code_expires_at is None
         else rfc3339(outcome.code_expires_at),
         attributes_unavailable=True if outcome.attributes_unavailable else None,
+        journey=None if outcome.journey is None else JourneyAnswer(
+            outcome.journey.status.value,
+            outcome.journey.fare,
+            None if outcome.journey.entered_at is None else rfc3339(outcome.journey.entered_at),
+            outcome.journey.entry_checkpoint,
+        ),
     )
 
 

@@ -13,13 +13,22 @@ Redis down (single use cannot be checked across processes): the
 that the gate falls back to its offline check and nobody passes twice; ``local`` uses
 this process's memory (a code could pass once per process during the outage).
 Re-scannable scenes do not need Redis at all (fail open is safe there).
+
+Transit (issue 10, ``docs/transit.md``): in a metro, ferry or bus scene whose network
+has a fare table, the single-use check also reads the citizen's open entry (one Redis
+script); once the citizen is known to be active the tap is decided by the pure core
+(``suishen.verifiers.transit.tap``) and a refusal (``passback``, ``no_entry``) is the
+answer. The code's single use is consumed by then: a refused tap burns the code (the
+citizen needs a new one anyway; codes live 60 s), and the same code can never be tried
+again at another gate while the first answer is in flight. With Redis down and
+``local`` single use, taps are accepted without a journey.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from suishen.app.clock import SYSTEM_CLOCK, Clock
@@ -28,6 +37,7 @@ from suishen.app.services.audit import AuditWriter
 from suishen.app.services.keys import KeyManager
 from suishen.app.services.ratelimit import RateLimiter
 from suishen.app.services.subjects import SubjectService
+from suishen.app.services.transit import TransitService
 from suishen.app.storage.base import AuditRecord, Partner, StateBackend
 from suishen.errors import (
     BackendUnavailable,
@@ -42,6 +52,7 @@ from suishen.verifiers.memory import InMemoryReplay
 from suishen.verifiers.offline import DEFAULT_LIFETIME, CredentialStatus
 from suishen.verifiers.policy import SCENES, ScenePolicy
 from suishen.verifiers.reasons import Reason
+from suishen.verifiers.transit import FareTable, Journey
 
 log = logging.getLogger("suishen.verify")
 
@@ -65,6 +76,16 @@ class VerifyOutcome:
     kind: str | None = None
     code_expires_at: int | None = None
     attributes_unavailable: bool = False
+    journey: Journey | None = None
+
+
+@dataclass(slots=True)
+class _Tap:
+    """A transit tap in flight: the network's table and the slot read with single use."""
+
+    table: FareTable
+    found: bytes | None = None
+    read: bool = False
 
 
 class VerifyService:
@@ -85,6 +106,7 @@ class VerifyService:
         clock: Clock = SYSTEM_CLOCK,
         credentials: CredentialStatus = NO_CREDENTIAL_STATUS,
         offline_lifetime: int = DEFAULT_LIFETIME,
+        transit: TransitService | None = None,
     ) -> None:
         self._keys = keys
         self._subjects = subjects
@@ -97,6 +119,7 @@ class VerifyService:
         self._clock = clock
         self._credentials = credentials  # revoked devices' offline credentials, live
         self._offline_lifetime = offline_lifetime
+        self._transit = transit
         self._local_replay = InMemoryReplay() if fallback_local else None
         self._counted: dict[tuple[str, str], Any] = {}  # labelled counters, looked up once
 
@@ -149,14 +172,20 @@ class VerifyService:
         request_id: str | None,
     ) -> VerifyOutcome:
         """Judge one code in ``policy``'s scene at ``now`` (no request checks)."""
-        decision = await self._decide(code, policy, checkpoint, direction, int(now))
+        table = self._transit.table(policy.name) if self._transit is not None else None
+        tapping = _Tap(table) if table is not None else None
+        decision = await self._decide(code, policy, checkpoint, direction, int(now),
+                                     tapping=tapping)
         outcome = await self._outcome(decision, partner, now)
+        if tapping is not None and outcome.valid and tapping.read:
+            outcome = await self._journey(outcome, decision, tapping, checkpoint=checkpoint,
+                                          direction=direction, now=int(now))
         self._record(outcome, decision, partner, policy, checkpoint=checkpoint,
                      direction=direction, request_id=request_id)
         return outcome
 
     async def _decide(self, code: object, policy: ScenePolicy, checkpoint: str | None,
-                      direction: str | None, now_s: int) -> Decision:
+                      direction: str | None, now_s: int, *, tapping: _Tap | None) -> Decision:
         """The pure pipeline, then single use."""
         decision = verify(
             code,
@@ -173,7 +202,13 @@ class VerifyService:
         expires_at = decision.expires_at
         if decision.replay_key is not None and expires_at is not None:
             ttl = max(1, expires_at + self._skew - now_s + 1)
-            if not await self._first_use(decision.replay_key, ttl, now_s):
+            handle = decision.subject_handle
+            if tapping is not None and handle is not None and decision.valid:
+                first = await self._first_use_and_read(decision.replay_key, ttl, now_s,
+                                                       tapping, handle)
+            else:
+                first = await self._first_use(decision.replay_key, ttl, now_s)
+            if not first:
                 decision = decision.rejected(Reason.REPLAYED)
         return decision
 
@@ -229,6 +264,34 @@ class VerifyService:
                 request_id=request_id,
             )
         )
+
+    async def _journey(self, outcome: VerifyOutcome, decision: Decision, tapping: _Tap, *,
+                       checkpoint: str | None, direction: str | None,
+                       now: int) -> VerifyOutcome:
+        """The tap of a valid transit code: a refusal, or the outcome with its journey."""
+        assert self._transit is not None and decision.subject_handle is not None
+        step = await self._transit.step(tapping.table, decision.subject_handle,
+                                        tapping.found, direction=direction,
+                                        checkpoint=checkpoint, now=now)
+        if step.reason is not None:
+            return VerifyOutcome(False, step.reason, outcome.verified_at)
+        journey = step.journey
+        if journey is None:
+            return outcome
+        return replace(outcome, journey=journey)
+
+    async def _first_use_and_read(self, key: bytes, ttl: int, now: int, tapping: _Tap,
+                                  handle: bytes) -> bool:
+        assert self._transit is not None
+        slot = self._transit.slot(handle, tapping.table.network)
+        try:
+            first, tapping.found = await self._state.first_use_and_read(
+                key, ttl_seconds=ttl, slot=slot)
+        except BackendUnavailable:
+            # Falls back as single use does (fail closed, or local without a journey).
+            return await self._first_use(key, ttl, now)
+        tapping.read = first
+        return first
 
     async def _first_use(self, key: bytes, ttl: int, now: int) -> bool:
         try:

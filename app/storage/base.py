@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from suishen.app.storage.devices import DeviceRepository
+from suishen.app.storage.transit import TransitRepository
 from suishen.errors import StorageError
 from suishen.keys.keyset import KeySetStore
 
@@ -212,6 +213,10 @@ class Database(Protocol):
     def devices(self) -> DeviceRepository:
         """Devices, offline credentials and the trust version log."""
 
+    @property
+    def transit(self) -> TransitRepository:
+        """Fare tables and journey records (:mod:`.transit`)."""
+
     async def migrate(self) -> list[str]:
         """Apply pending schema migrations (idempotent, safe to run concurrently);
         return the names of the ones applied now."""
@@ -244,6 +249,20 @@ class StateBackend(Protocol):
     async def first_use(self, key: bytes, *, ttl_seconds: int) -> bool:
         """Atomically mark a single-use key; True only for the first call while it is
         remembered (``ttl_seconds`` from now)."""
+
+    async def first_use_and_read(
+        self, key: bytes, *, ttl_seconds: int, slot: bytes
+    ) -> tuple[bool, bytes | None]:
+        """:meth:`first_use` of ``key`` and, in the same atomic step, the value of the
+        journey slot ``slot`` (None when empty, or when the key was used already): one
+        round trip for a transit tap (issue 10)."""
+
+    async def swap_slot(
+        self, slot: bytes, *, expected: bytes | None, value: bytes | None, ttl_seconds: int
+    ) -> tuple[bool, bytes | None]:
+        """Compare and set: store ``value`` in ``slot`` (None: empty it) for
+        ``ttl_seconds`` only if it still holds ``expected``. Returns ``(True, None)``
+        when done, else ``(False, current value)`` so that the caller can decide again."""
 
     async def rate_limit(self, partner_id: str, *, per_second: int, now_ms: int) -> float:
         """Take one request from the partner's budget of ``per_second`` requests per

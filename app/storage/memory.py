@@ -9,7 +9,9 @@ embedded default does: ``single-use.sqlite3`` in the data directory, issue 8 ite
 consumed keys are then kept in SQLite (WAL), written before the answer, with their
 expiry, and pruned as they expire. A process crash (SIGKILL) loses nothing committed
 (WAL survives it); only a power loss may lose the last writes (``synchronous=NORMAL``).
-Rate limits and the cache are deliberately not kept: losing them on a restart is
+Journey slots (a citizen's open transit entry, issue 10) are kept the same way, in a
+second table of that file, so that a restart neither forgets an entry nor lets an exit
+be fared twice. Rate limits and the cache are deliberately not kept: losing them on a restart is
 harmless.
 """
 
@@ -49,7 +51,31 @@ class SQLiteSingleUse:
             "CREATE TABLE IF NOT EXISTS first_use ("
             "key BLOB PRIMARY KEY, expires_at INTEGER NOT NULL) WITHOUT ROWID"
         )
+        self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS journey_slots ("
+            "key BLOB PRIMARY KEY, value BLOB NOT NULL, expires_at INTEGER NOT NULL) "
+            "WITHOUT ROWID"
+        )
         self._ops = 0
+
+    def read_slot(self, key: bytes, *, now: int) -> bytes | None:
+        """The slot's value unless expired."""
+        row = self._conn.execute(
+            "SELECT value FROM journey_slots WHERE key = ? AND expires_at > ?", (key, now)
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def write_slot(self, key: bytes, value: bytes | None, *, expires_at: int) -> None:
+        """Store (or with None, delete) a slot."""
+        if value is None:
+            self._conn.execute("DELETE FROM journey_slots WHERE key = ?", (key,))
+        else:
+            self._conn.execute(
+                "INSERT INTO journey_slots (key, value, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value, "
+                "expires_at = excluded.expires_at",
+                (key, value, expires_at),
+            )
 
     def first_use(self, key: bytes, *, expires_at: int, now: int) -> bool:
         """True when ``key`` was not consumed (or its entry expired); marks it used."""
@@ -65,7 +91,8 @@ class SQLiteSingleUse:
         return cur.rowcount == 1
 
     def prune(self, now: int) -> int:
-        """Forget expired keys; how many."""
+        """Forget expired keys (and journey slots); how many keys."""
+        self._conn.execute("DELETE FROM journey_slots WHERE expires_at <= ?", (now,))
         return self._conn.execute("DELETE FROM first_use WHERE expires_at <= ?", (now,)).rowcount
 
     def close(self) -> None:
@@ -86,6 +113,7 @@ class MemoryState:
         self._durable = None if single_use_path is None else SQLiteSingleUse(single_use_path)
         self._replay = InMemoryReplay()
         self._buckets: dict[str, tuple[float, float]] = {}
+        self._slots: dict[bytes, tuple[bytes, int]] = {}  # without a durable file
         self._handler: EventHandler | None = None
         self._cache: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self._cache_entries = cache_entries
@@ -95,6 +123,38 @@ class MemoryState:
         if self._durable is not None:
             return self._durable.first_use(key, expires_at=now + ttl_seconds, now=now)
         return self._replay.first_use(key, expires_at=now + ttl_seconds, now=now)
+
+    async def first_use_and_read(
+        self, key: bytes, *, ttl_seconds: int, slot: bytes
+    ) -> tuple[bool, bytes | None]:
+        # One event loop and no await in between: atomic for this process.
+        if not await self.first_use(key, ttl_seconds=ttl_seconds):
+            return False, None
+        return True, self._read_slot(slot, int(self._clock()))
+
+    async def swap_slot(
+        self, slot: bytes, *, expected: bytes | None, value: bytes | None, ttl_seconds: int
+    ) -> tuple[bool, bytes | None]:
+        now = int(self._clock())
+        current = self._read_slot(slot, now)
+        if current != expected:
+            return False, current
+        expires_at = now + max(1, ttl_seconds)
+        if self._durable is not None:
+            self._durable.write_slot(slot, value, expires_at=expires_at)
+        elif value is None:
+            self._slots.pop(slot, None)
+        else:
+            self._slots[slot] = (value, expires_at)
+        return True, None
+
+    def _read_slot(self, slot: bytes, now: int) -> bytes | None:
+        if self._durable is not None:
+            return self._durable.read_slot(slot, now=now)
+        hit = self._slots.get(slot)
+        if hit is None or hit[1] <= now:
+            return None
+        return hit[0]
 
     async def rate_limit(self, partner_id: str, *, per_second: int, now_ms: int) -> float:
         # Token bucket: capacity = one second's worth, refilled continuously.

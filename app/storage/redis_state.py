@@ -98,6 +98,30 @@ return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*',
 """
 
 
+# Transit taps (issue 10). KEYS[1] = the code's single-use key, KEYS[2] = the citizen's
+# journey slot; ARGV = token, ttl. Single use as in first_use (SET NX GET; the caller's
+# own token counts as first), then, for a first use only, the slot's value: one round
+# trip. The journey rules themselves stay in Python (suishen.verifiers.transit.tap).
+_FIRST_USE_READ_LUA = """
+local old = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'GET', 'EX', ARGV[2])
+if old and old ~= ARGV[1] then return {0, false} end
+return {1, redis.call('GET', KEYS[2])}
+"""
+
+# KEYS[1] = journey slot; ARGV = expected ('' = empty), new value ('' = delete), ttl.
+_SWAP_SLOT_LUA = """
+local cur = redis.call('GET', KEYS[1])
+if (cur or '') ~= ARGV[1] then return {0, cur} end
+if ARGV[2] == '' then redis.call('DEL', KEYS[1])
+else redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) end
+return {1, false}
+"""
+
+
+def _bytes(value: Any) -> bytes | None:
+    if value is None or value is False:
+        return None
+    return value if isinstance(value, bytes) else str(value).encode()
 
 
 def _text(value: Any) -> str:
@@ -173,6 +197,8 @@ class RedisState:
         # SET NX GET needs Redis >= 7.0; cleared (once, with a warning) on an older one.
         self._set_nx_get = True
         self._publish_script = self._redis.register_script(_PUBLISH_LUA)
+        self._first_read_script = self._redis.register_script(_FIRST_USE_READ_LUA)
+        self._swap_script = self._redis.register_script(_SWAP_SLOT_LUA)
         # Change-feed position of this process.
         self._handler: EventHandler | None = None
         self._task: asyncio.Task[None] | None = None
@@ -225,6 +251,9 @@ class RedisState:
     # --- keys -------------------------------------------------------------------------
     def _once_key(self, key: bytes) -> str:
         return f"{self._prefix}:once:{key.hex()}"
+
+    def _slot_key(self, slot: bytes) -> str:
+        return f"{self._prefix}:journey:{slot.hex()}"
 
     def _rate_key(self, partner_id: str) -> str:
         return f"{self._prefix}:rl:{{{partner_id}}}"
@@ -289,6 +318,45 @@ class RedisState:
         if await self._call(self._redis.set(name, token, nx=True, ex=ttl)):
             return True
         return bool(await self._call(self._redis.get(name)) == token)
+
+    async def _script(self, script: Any, source: str, keys: list[str],
+                      args: list[Any]) -> Any:
+        """Run a Lua script (EVALSHA, EVAL when not cached) on the hot-path client."""
+        fast = self._fast
+        if fast is None:
+            return await self._call(script(keys=keys, args=args))
+        try:
+            try:
+                return await fast.execute(b"EVALSHA", script.sha, len(keys), *keys, *args)
+            except NoScriptError:  # a new or restarted Redis: EVAL also caches it
+                return await fast.execute(b"EVAL", source, len(keys), *keys, *args)
+        except ReplyError as exc:
+            raise BackendUnavailable(f"Redis unavailable: {describe(exc)}") from None
+
+    async def first_use_and_read(
+        self, key: bytes, *, ttl_seconds: int, slot: bytes
+    ) -> tuple[bool, bytes | None]:
+        """One script: ``SET NX GET`` on the code's key, then ``GET`` of the journey
+        slot ``<prefix>:journey:<hex>``. Needs Redis >= 7.0 (SET NX GET) and, on Redis
+        Cluster, would need both keys in one slot: use a standalone Redis (or a
+        replicated primary) for transit."""
+        reply = await self._script(
+            self._first_read_script, _FIRST_USE_READ_LUA,
+            [self._once_key(key), self._slot_key(slot)],
+            [os.urandom(8), max(1, int(ttl_seconds))],
+        )
+        first, value = reply[0], reply[1]
+        return bool(int(first)), _bytes(value)
+
+    async def swap_slot(
+        self, slot: bytes, *, expected: bytes | None, value: bytes | None, ttl_seconds: int
+    ) -> tuple[bool, bytes | None]:
+        """Compare and set the journey slot in one script."""
+        reply = await self._script(
+            self._swap_script, _SWAP_SLOT_LUA, [self._slot_key(slot)],
+            [expected or b"", value or b"", max(1, int(ttl_seconds))],
+        )
+        return bool(int(reply[0])), _bytes(reply[1])
 
     def _no_set_nx_get(self, exc: BaseException) -> bool:
         """True (and SET NX GET is off from now on) when ``exc`` is the syntax error of a

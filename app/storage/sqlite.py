@@ -28,6 +28,7 @@ from suishen.app.storage.base import (
     Subject,
 )
 from suishen.app.storage.sqlite_devices import SQLiteDevices
+from suishen.app.storage.sqlite_transit import SQLiteTransit
 from suishen.errors import BackendUnavailable, StorageError
 from suishen.keys.keyset import KeySet
 
@@ -45,6 +46,7 @@ class SQLiteDatabase:
         self.keysets = _KeySets(conn, self._write_lock, clock)
         self.audit = _Audit(conn, self._write_lock)
         self.devices = SQLiteDevices(conn, self._write_lock)
+        self.transit = SQLiteTransit(conn, self._write_lock)
 
     @classmethod
     async def open(cls, path: str | Path, *, clock: Clock = SYSTEM_CLOCK) -> SQLiteDatabase:

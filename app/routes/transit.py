@@ -1,0 +1,135 @@
+"""Transit journeys (SPEC.md §6.2, issue 10): fare tables and settlement for operators,
+the citizen's journeys. The rules are in :mod:`suishen.verifiers.transit`; the state
+and records in :mod:`suishen.app.services.transit`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query, Request
+from starlette.responses import Response
+
+from suishen.app.deps import BodyFirst, CitizenSub, OperatorFirst, RuntimeDep
+from suishen.app.problems import problem_response
+from suishen.app.schemas import JourneyItem, JourneyPage
+from suishen.errors import NotFound
+from suishen.timefmt import rfc3339
+from suishen.verifiers.transit import FareTableError, JourneyStatus
+
+admin = APIRouter(prefix="/v1/admin", tags=["operators"], route_class=OperatorFirst)
+citizen = APIRouter(tags=["citizens"], route_class=BodyFirst)
+NetworkPath = Annotated[str, Path(min_length=1, max_length=16, pattern=r"^[a-z]+$")]
+NO_STORE = {"Cache-Control": "no-store"}
+_STATUSES = [s.value for s in JourneyStatus if s is not JourneyStatus.OPEN]
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate member {key[:64]!r}")
+        out[key] = value
+    return out
+
+
+# Not in the OpenAPI document: the body is validated by the pure core's
+# parse_fare_table (cross-field rules a JSON Schema cannot state); README §Transit and
+# docs/transit.md describe it.
+@admin.put("/fares/{network}", include_in_schema=False)
+async def put_fares(network: NetworkPath, request: Request, runtime: RuntimeDep) -> Response:
+    """Create or replace the fare table of ``metro``, ``ferry`` (zones and fares) or
+    ``bus`` (a flat fare); amounts in integer fen. Every problem of a refused table is
+    listed in the 422's ``problems``. Applies in every process within a second."""
+    raw = await request.body()
+    try:
+        body = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except ValueError as exc:  # not UTF-8, not JSON, a duplicate member, a 5,000-digit int
+        return problem_response(422, f"the body is not a JSON fare table: {exc}"[:200],
+                                type_="validation")
+    try:
+        table = await runtime.transit.put(network, body)
+    except FareTableError as exc:
+        return problem_response(422, "the fare table is not valid", type_="validation",
+                                extra={"problems": exc.problems})
+    return Response(json.dumps({"network": network, **table.as_json()}),
+                    media_type="application/json")
+
+
+@admin.get("/fares/{network}")
+async def get_fares(network: NetworkPath, runtime: RuntimeDep) -> Response:
+    """The stored fare table of ``network`` (404 when it has none)."""
+    table = await runtime.transit.get(network) if network in ("metro", "ferry", "bus") else None
+    if table is None:
+        raise NotFound(f"no fare table for network {network}")
+    return Response(json.dumps({"network": network, **table.as_json()}),
+                    media_type="application/json")
+
+
+@admin.get("/settlement",
+           responses={200: {"content": {"application/json": {}, "text/csv": {}}}})
+async def settlement(
+    runtime: RuntimeDep,
+    date_: Annotated[date, Query(alias="date", description="YYYY-MM-DD (UTC day)")],
+    format: Annotated[Literal["json", "csv"], Query()] = "json",
+) -> Response:
+    """Journeys and fares per operator for one UTC day (journeys count on the day they
+    closed). Every journey belongs to one network and its fen to that network's
+    operator, so nothing is owed between operators and the totals add up to the sum of
+    all fares (``docs/transit.md``)."""
+    day = date_  # FastAPI refuses anything but a calendar date with a 422
+    records, totals = await runtime.transit.settlement(day)
+    if format == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["date", "operator", "journeys", "fares_fen", *_STATUSES])
+        for t in totals.values():
+            writer.writerow([day.isoformat(), t.operator, t.journeys, t.fares,
+                             *(t.by_status.get(s, 0) for s in _STATUSES)])
+        return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
+                        headers={**NO_STORE,
+                                 "Content-Disposition":
+                                     f'attachment; filename="settlement-{day}.csv"'})
+    body = {
+        "date": day.isoformat(),
+        "journeys": len(records),
+        "fares": sum(r.journey.fare for r in records),
+        "operators": [
+            {"operator": t.operator, "journeys": t.journeys, "fares": t.fares,
+             "by_status": dict(t.by_status), "by_network": dict(t.by_network)}
+            for t in totals.values()
+        ],
+        "owed": [],  # the settlement rule accounts every fen to one operator
+    }
+    return Response(json.dumps(body), media_type="application/json", headers=NO_STORE)
+
+
+@citizen.get("/v1/me/journeys", response_model=JourneyPage)
+async def my_journeys(
+    runtime: RuntimeDep,
+    sub: CitizenSub,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    before: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+) -> JourneyPage:
+    """The citizen's transit journeys, newest first, with fares in fen. Pass
+    ``next_before`` back as ``before`` for the next page."""
+    subject = await runtime.subjects.get(sub)
+    if subject is None:
+        return JourneyPage(items=[], next_before=None)
+    entries, next_before = await runtime.transit.history(subject.handle, limit=limit,
+                                                         before=before)
+    items = []
+    for entry in entries:
+        j = entry.record.journey
+        items.append(JourneyItem(
+            network=j.network, operator=j.operator, status=j.status.value, fare=j.fare,
+            entry_station=j.entry_station, entry_checkpoint=j.entry_checkpoint,
+            entered_at=None if j.entered_at is None else rfc3339(j.entered_at),
+            exit_station=j.exit_station, exit_checkpoint=j.exit_checkpoint,
+            exited_at=None if j.exited_at is None else rfc3339(j.exited_at),
+            offline=entry.record.offline,
+        ))
+    return JourneyPage(items=items, next_before=next_before)

@@ -1,0 +1,276 @@
+"""Transit journeys online (SPEC.md §6.2, issue 10): fare tables, the citizen's open
+entry on the verify path, durable journey records, settlement. The rules are the pure
+core's (:mod:`suishen.verifiers.transit`: ``parse_fare_table``, ``tap``, ``settle``);
+this module keeps state and records around them. Design: ``docs/transit.md``.
+
+State
+-----
+A citizen's open entry on one network lives in a *journey slot* of the fast state
+(Redis in production, the in-process state with its SQLite file on the embedded
+default). The slot is named by ``HMAC-SHA256(secret, network || handle)`` (a secret
+derived from the KEK), never by the handle itself: Redis never sees who travels. Its
+value is the JSON ``[entered_at, entry_checkpoint]``; it expires after
+:data:`SLOT_TTL_SECONDS` (an entry older than that is forgotten, not charged).
+
+A tap reads the slot in the same Redis script as the code's single-use check
+(:meth:`StateBackend.first_use_and_read`), decides with ``tap()``, and writes the new
+slot with a compare-and-set (:meth:`StateBackend.swap_slot`). When another process
+changed the slot in between (two exits of one journey at once), the tap is decided
+again on what it found: of 200 concurrent exits exactly one closes the journey.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+from collections import deque
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+
+from suishen.app.clock import SYSTEM_CLOCK, Clock
+from suishen.app.observability import Metrics
+from suishen.app.storage.base import Database, Event, StateBackend
+from suishen.app.storage.transit import JourneyEntry, JourneyRecord
+from suishen.errors import BackendUnavailable, StorageError
+from suishen.verifiers.transit import (
+    NETWORKS,
+    FareTable,
+    FareTableError,
+    OpenEntry,
+    OperatorTotals,
+    Step,
+    parse_fare_table,
+    settle,
+    tap,
+)
+
+log = logging.getLogger("suishen.transit")
+
+SLOT_TTL_SECONDS = 2 * 86_400
+MAX_SWAP_ATTEMPTS = 16
+
+
+def encode_entry(entry: OpenEntry | None) -> bytes | None:
+    """The slot value of an open entry (None: no open entry)."""
+    if entry is None:
+        return None
+    return json.dumps([entry.at, entry.checkpoint], separators=(",", ":")).encode()
+
+
+def decode_entry(value: bytes | None) -> OpenEntry | None:
+    """Inverse of :func:`encode_entry`; an unreadable value counts as no entry."""
+    if value is None:
+        return None
+    try:
+        at, checkpoint = json.loads(value)
+    except (ValueError, TypeError):
+        log.warning("unreadable journey slot ignored")
+        return None
+    if not isinstance(at, int) or not (checkpoint is None or isinstance(checkpoint, str)):
+        return None
+    return OpenEntry(checkpoint, at)
+
+
+class JourneyWriter:
+    """Journey records into the database, off the hot path: like the audit writer
+    (:mod:`suishen.app.services.audit`) — queued in memory, written in batches, retried
+    with backoff while the database is down, drained on a graceful stop."""
+
+    def __init__(self, db: Database, metrics: Metrics, *, batch_size: int,
+                 flush_interval: float, max_queue: int) -> None:
+        self._db = db
+        self._metrics = metrics
+        self._batch_size = batch_size
+        self._interval = flush_interval
+        self._max_queue = max_queue
+        self._queue: deque[JourneyRecord] = deque()
+        self._wakeup = asyncio.Event()
+        self._flush_lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def record(self, record: JourneyRecord) -> None:
+        """Queue a record (never blocks, never raises)."""
+        if len(self._queue) >= self._max_queue:
+            self._queue.popleft()
+            self._metrics.journeys_dropped.inc()
+            log.error("journey queue full: oldest record dropped")
+        self._queue.append(record)
+        if len(self._queue) >= self._batch_size:
+            self._wakeup.set()
+
+    @property
+    def pending(self) -> int:
+        """Records not stored yet."""
+        return len(self._queue)
+
+    def start(self) -> None:
+        """Start the background writer."""
+        self._task = asyncio.create_task(self._run(), name="journey-writer")
+
+    async def flush(self) -> None:
+        """Store everything queued now (raises if the database is down)."""
+        async with self._flush_lock:
+            while self._queue:
+                batch = [self._queue[i] for i in range(min(self._batch_size, len(self._queue)))]
+                await self._write(batch)
+
+    async def _write(self, batch: Sequence[JourneyRecord]) -> None:
+        try:
+            await self._db.transit.append_journeys(batch)
+        except BackendUnavailable:
+            raise
+        except StorageError as exc:  # refused for its content: bisect, drop the bad one
+            if len(batch) > 1:
+                half = len(batch) // 2
+                await self._write(batch[:half])
+                await self._write(batch[half:])
+                return
+            log.error("journey record refused by the database: %s", exc)
+            self._metrics.journeys_dropped.inc()
+        else:
+            self._metrics.journeys_written.inc(len(batch))
+        for record in batch:  # by identity: record() may have dropped the oldest
+            if self._queue and self._queue[0] is record:
+                self._queue.popleft()
+
+    async def _run(self) -> None:
+        backoff = self._interval
+        while not self._closing:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout=backoff)
+            self._wakeup.clear()
+            try:
+                await self.flush()
+                backoff = self._interval
+            except (BackendUnavailable, StorageError) as exc:
+                backoff = min(5.0, max(backoff * 2, 0.25))
+                log.warning("journey write deferred: %s", type(exc).__name__)
+            except Exception:  # keep the writer alive whatever happens; it is logged
+                log.exception("journey writer error")
+                backoff = min(5.0, max(backoff * 2, 0.25))
+
+    async def close(self, *, timeout: float = 10.0) -> None:
+        """Stop the writer and drain the queue (up to ``timeout`` seconds)."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._queue and loop.time() < deadline:
+            try:
+                await self.flush()
+            except (BackendUnavailable, StorageError):
+                await asyncio.sleep(0.2)
+        if self._queue:
+            log.error("journey records lost at shutdown: %d", len(self._queue))
+
+
+class TransitService:
+    """Fare tables (cached in every process, kept current by the change feed) and the
+    journey step of a transit verification."""
+
+    def __init__(self, db: Database, state: StateBackend, *, secret: bytes,
+                 writer: JourneyWriter, metrics: Metrics, passback_seconds: int,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
+        self._db = db
+        self._state = state
+        self._secret = secret
+        self.writer = writer
+        self._metrics = metrics
+        self.passback_seconds = passback_seconds
+        self._clock = clock
+        self._tables: dict[str, FareTable] = {}
+
+    # --- fare tables ------------------------------------------------------------------
+    def table(self, network: str) -> FareTable | None:
+        """The cached fare table of ``network`` (a scene name), or None."""
+        return self._tables.get(network)
+
+    async def load(self) -> None:
+        """(Re-)read every fare table from the database (start-up, resync)."""
+        tables: dict[str, FareTable] = {}
+        for network, body in (await self._db.transit.fare_tables()).items():
+            try:
+                tables[network] = parse_fare_table(network, json.loads(body))
+            except (FareTableError, ValueError) as exc:
+                log.error("stored fare table of %s ignored: %s", network[:16], exc)
+        self._tables = tables
+
+    async def put(self, network: str, body: object) -> FareTable:
+        """Validate (``FareTableError`` lists the problems), store, and tell every
+        process (a ``fares`` event; the periodic resync is the safety net)."""
+        table = parse_fare_table(network, body)
+        await self._db.transit.put_fare_table(
+            network, json.dumps(table.as_json(), sort_keys=True), now=int(self._clock())
+        )
+        self._tables[network] = table
+        await self._state.publish(Event("fares", {"network": network}))
+        return table
+
+    async def get(self, network: str) -> FareTable | None:
+        """The stored fare table of ``network`` (read from the database)."""
+        body = (await self._db.transit.fare_tables()).get(network)
+        return None if body is None else parse_fare_table(network, json.loads(body))
+
+    async def apply(self, event: Event) -> None:
+        """A ``fares`` event: re-read the tables."""
+        try:
+            await self.load()
+        except BackendUnavailable:
+            log.warning("fare tables not reloaded: database unavailable")
+
+    # --- journeys ---------------------------------------------------------------------
+    def slot(self, handle: bytes, network: str) -> bytes:
+        """The journey slot of a citizen on a network: a keyed hash, never the handle."""
+        return hmac.new(self._secret, network.encode() + b"\x00" + handle,
+                        hashlib.sha256).digest()[:20]
+
+    async def step(self, table: FareTable, handle: bytes, found: bytes | None, *,
+                   direction: str | None, checkpoint: str | None, now: int) -> Step:
+        """Apply one tap of a valid code to the citizen's open entry (``found``: the slot
+        as read with the single-use check), store the new entry, queue the closed
+        journeys. A refused tap (``step.reason``) changes nothing."""
+        slot = self.slot(handle, table.network)
+        for _ in range(MAX_SWAP_ATTEMPTS):
+            step = tap(table, decode_entry(found), direction=direction, checkpoint=checkpoint,
+                       now=now, passback_seconds=self.passback_seconds)
+            if step.reason is not None:
+                return step
+            new = encode_entry(step.open_entry)
+            if new != found:
+                done, current = await self._state.swap_slot(
+                    slot, expected=found, value=new, ttl_seconds=SLOT_TTL_SECONDS)
+                if not done:
+                    self._metrics.journey_conflicts.inc()
+                    found = current
+                    continue
+            for journey in step.closed:
+                self.writer.record(JourneyRecord(now * 1000, handle, journey))
+            return step
+        raise BackendUnavailable("journey state kept changing; tap not decided")
+
+    async def history(self, handle: bytes, *, limit: int,
+                      before: int | None) -> tuple[list[JourneyEntry], int | None]:
+        """A citizen's journeys, newest first, and the cursor of the next page."""
+        entries = await self._db.transit.journeys_for_subject(handle, limit=limit,
+                                                              before_id=before)
+        return entries, (entries[-1].id if len(entries) == limit else None)
+
+    async def settlement(self, day: date) -> tuple[list[JourneyRecord], dict[str, OperatorTotals]]:
+        """The journeys closed on ``day`` (UTC) and the totals per operator."""
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        end = start + timedelta(days=1)
+        records = await self._db.transit.journeys_between(int(start.timestamp() * 1000),
+                                                          int(end.timestamp() * 1000))
+        return records, settle(r.journey for r in records)
+
+
+def is_transit(scene: str) -> bool:
+    """True for a scene that is a transit network (metro, ferry, bus)."""
+    return scene in NETWORKS

@@ -1,0 +1,81 @@
+"""SQLite implementation of :class:`~suishen.app.storage.transit.TransitRepository`
+(shares the database's one connection and write lock)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+import aiosqlite
+
+from suishen.app.storage.transit import JOURNEY_COLUMNS, JourneyEntry, JourneyRecord
+from suishen.errors import StorageError
+
+_MARKS = ", ".join("?" * len(JOURNEY_COLUMNS.split(",")))
+
+
+class SQLiteTransit:
+    """Fare tables and journey records on SQLite."""
+
+    def __init__(self, conn: aiosqlite.Connection, lock: asyncio.Lock) -> None:
+        self._conn = conn
+        self._lock = lock
+
+    async def _rows(self, sql: str, args: Sequence[object] = ()) -> list[Any]:
+        async with self._conn.execute(sql, tuple(args)) as cur:
+            return list(await cur.fetchall())
+
+    async def put_fare_table(self, network: str, body: str, *, now: int) -> None:
+        async with self._lock:
+            await self._conn.execute(
+                "INSERT INTO fare_tables (network, body, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(network) DO UPDATE SET body = excluded.body, "
+                "updated_at = excluded.updated_at",
+                (network, body, now),
+            )
+
+    async def fare_tables(self) -> dict[str, str]:
+        rows = await self._rows("SELECT network, body FROM fare_tables ORDER BY network")
+        return {r[0]: r[1] for r in rows}
+
+    async def append_journeys(self, records: Sequence[JourneyRecord]) -> None:
+        if not records:
+            return
+        rows = [r.as_row() for r in records]
+        async with self._lock:
+            await self._conn.execute("BEGIN")
+            try:
+                await self._conn.executemany(
+                    f"INSERT INTO journeys ({JOURNEY_COLUMNS}) VALUES ({_MARKS})",  # noqa: S608
+                    rows,
+                )
+                await self._conn.execute("COMMIT")
+            except sqlite3.IntegrityError as exc:
+                await self._conn.execute("ROLLBACK")
+                raise StorageError(f"journeys refused by the database: {exc}") from None
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+
+    async def journeys_for_subject(
+        self, handle: bytes, *, limit: int, before_id: int | None = None
+    ) -> list[JourneyEntry]:
+        sql = f"SELECT id, {JOURNEY_COLUMNS} FROM journeys WHERE subject_handle = ?"  # noqa: S608
+        args: list[object] = [handle]
+        if before_id is not None:
+            sql += " AND id < ?"
+            args.append(before_id)
+        sql += " ORDER BY id DESC LIMIT ?"
+        args.append(limit)
+        rows = await self._rows(sql, args)
+        return [JourneyEntry(int(r[0]), JourneyRecord.from_row(r[1:])) for r in rows]
+
+    async def journeys_between(self, start_ms: int, end_ms: int) -> list[JourneyRecord]:
+        rows = await self._rows(
+            f"SELECT {JOURNEY_COLUMNS} FROM journeys WHERE at_ms >= ? AND at_ms < ? "  # noqa: S608
+            "ORDER BY id",
+            (start_ms, end_ms),
+        )
+        return [JourneyRecord.from_row(r) for r in rows]

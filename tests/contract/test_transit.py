@@ -1,0 +1,118 @@
+"""Transit contract (issue 10): fare tables and journey records on SQLite and
+PostgreSQL; journey slots (single use + read in one step, compare-and-set) on the
+in-process state and on Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from pathlib import Path
+
+from suishen.app.storage.base import Database, StateBackend
+from suishen.app.storage.memory import MemoryState
+from suishen.app.storage.transit import JourneyRecord
+from suishen.verifiers.transit import Journey, JourneyStatus
+from tests.contract.conftest import StateKit
+
+DAY_MS = 86_400_000
+BASE_MS = 1_800_000_000_000
+
+
+def journey(fare: int, status: JourneyStatus = JourneyStatus.COMPLETE) -> Journey:
+    return Journey("metro", "metro-co", status, fare, "L1-S01-G1", 1_800_000_000,
+                   "L2-S12-G3", 1_800_000_600)
+
+
+async def test_fare_tables_upsert_and_read(db: Database) -> None:
+    network = f"n{secrets.token_hex(4)}"
+    assert network not in await db.transit.fare_tables()
+    await db.transit.put_fare_table(network, '{"a": 1}', now=1)
+    await db.transit.put_fare_table(network, '{"a": 2}', now=2)
+    assert (await db.transit.fare_tables())[network] == '{"a": 2}'
+
+
+async def test_journeys_round_trip_newest_first_and_paged(db: Database) -> None:
+    handle, other = os.urandom(10), os.urandom(10)
+    at = BASE_MS + secrets.randbelow(10**6) * DAY_MS
+    records = [JourneyRecord(at + i, handle, journey(300 + i)) for i in range(5)]
+    offline = JourneyRecord(at + 9, handle, Journey(
+        "bus", "bus-co", JourneyStatus.SINGLE_TAP, 200, "B1-V1", 1_800_000_000), offline=True)
+    await db.transit.append_journeys([*records, offline])
+    await db.transit.append_journeys([JourneyRecord(at, other, journey(1))])
+    await db.transit.append_journeys([])
+    page = await db.transit.journeys_for_subject(handle, limit=4)
+    assert [e.record for e in page] == [offline, records[4], records[3], records[2]]
+    rest = await db.transit.journeys_for_subject(handle, limit=10, before_id=page[-1].id)
+    assert [e.record for e in rest] == [records[1], records[0]]
+    assert page[0].record.offline is True and page[1].record.offline is False
+    day = await db.transit.journeys_between(at, at + 9)  # end is exclusive
+    assert sorted(r.journey.fare for r in day if r.subject_handle == handle) == [
+        300, 301, 302, 303, 304]
+    assert await db.transit.journeys_between(at - DAY_MS, at) == []
+
+
+async def test_a_batch_is_all_or_nothing(db: Database) -> None:
+    handle = os.urandom(10)
+    bad = JourneyRecord(BASE_MS, handle, journey(-5))  # the table refuses a negative fare
+    try:
+        await db.transit.append_journeys([JourneyRecord(BASE_MS, handle, journey(1)), bad])
+    except Exception as exc:
+        assert "refused" in str(exc) or "error" in str(exc).lower()
+    else:  # pragma: no cover - the CHECK constraint must refuse it
+        raise AssertionError("a negative fare was stored")
+    assert await db.transit.journeys_for_subject(handle, limit=10) == []
+
+
+# --- journey slots --------------------------------------------------------------------
+async def test_first_use_and_read(state: StateBackend) -> None:
+    key, slot = os.urandom(16), os.urandom(20)
+    assert await state.first_use_and_read(key, ttl_seconds=60, slot=slot) == (True, None)
+    assert await state.first_use_and_read(key, ttl_seconds=60, slot=slot) == (False, None)
+    assert await state.swap_slot(slot, expected=None, value=b"[1,\"A-1\"]", ttl_seconds=60) == (
+        True, None)
+    assert await state.first_use_and_read(os.urandom(16), ttl_seconds=60, slot=slot) == (
+        True, b"[1,\"A-1\"]")
+    # the single-use key is the ordinary one: first_use sees it consumed
+    assert await state.first_use(key, ttl_seconds=60) is False
+
+
+async def test_swap_slot_is_compare_and_set(state_kit: StateKit) -> None:
+    one, two = await state_kit.new(), await state_kit.new()
+    slot = os.urandom(20)
+    assert await one.swap_slot(slot, expected=b"x", value=b"y", ttl_seconds=60) == (False, None)
+    assert await one.swap_slot(slot, expected=None, value=b"a", ttl_seconds=60) == (True, None)
+    assert await two.swap_slot(slot, expected=None, value=b"b", ttl_seconds=60) == (False, b"a")
+    assert await two.swap_slot(slot, expected=b"a", value=None, ttl_seconds=60) == (True, None)
+    assert await one.swap_slot(slot, expected=b"a", value=b"c", ttl_seconds=60) == (False, None)
+
+
+async def test_concurrent_swaps_one_wins(state_kit: StateKit) -> None:
+    states = [await state_kit.new() for _ in range(4)]
+    slot = os.urandom(20)
+    await states[0].swap_slot(slot, expected=None, value=b"open", ttl_seconds=60)
+    results = await asyncio.gather(*(
+        states[i % 4].swap_slot(slot, expected=b"open", value=None, ttl_seconds=60)
+        for i in range(50)))
+    assert sum(done for done, _ in results) == 1
+
+
+async def test_slots_expire(state: StateBackend) -> None:
+    slot = os.urandom(20)
+    await state.swap_slot(slot, expected=None, value=b"v", ttl_seconds=1)
+    await asyncio.sleep(2.1)
+    assert await state.swap_slot(slot, expected=None, value=b"w", ttl_seconds=60) == (True, None)
+
+
+async def test_embedded_slots_survive_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "single-use.sqlite3"
+    first = MemoryState(single_use_path=path)
+    slot = os.urandom(20)
+    await first.swap_slot(slot, expected=None, value=b"entry", ttl_seconds=600)
+    await first.close()
+    again = MemoryState(single_use_path=path)
+    try:
+        assert await again.swap_slot(slot, expected=None, value=b"x", ttl_seconds=60) == (
+            False, b"entry")
+    finally:
+        await again.close()
