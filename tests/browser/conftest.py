@@ -70,6 +70,11 @@ def browser(chromium_path: str) -> Iterator[Any]:
         if REQUIRED:
             pytest.fail("playwright is not installed (scripts/install)", pytrace=False)
         pytest.skip("playwright is not installed")
+    from playwright.sync_api import expect
+
+    # Generous waits: on a loaded CI machine the page, the server and Chromium share
+    # two cores; a slow answer is not a failure of the page (the 5 s default flaked).
+    expect.set_options(timeout=20_000)
     with sync_playwright() as pw:
         # --no-sandbox: CI runs as root, where Chromium's sandbox cannot start.
         browser = pw.chromium.launch(executable_path=chromium_path,
@@ -134,6 +139,7 @@ def open_tab(browser: Any, request: pytest.FixtureRequest) -> Iterator[Callable[
 
     def open_(name: str, viewport: dict[str, int] | None = None, **context: Any) -> Tab:
         ctx = browser.new_context(viewport=viewport or PHONE, **context)
+        ctx.set_default_timeout(45_000)
         page = ctx.new_page()
         tab = Tab(page=page, name=name)
         page.on("console", lambda msg: msg.type == "error" and tab.errors.append(msg.text))
