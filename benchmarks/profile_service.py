@@ -29,8 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import http_bench as hb  # noqa: E402  (a sibling script, not a package)
-import loadgen  # noqa: E402
+import http_bench as hb
+import loadgen
 
 
 def _pyspy() -> str:
@@ -117,12 +117,13 @@ def main() -> None:
                     direction="in" if scene == "metro" else None)
                 once = scene == "metro"
             raw = args.out or workdir / "pyspy.txt"
-            spy_argv = [spy, "record", "--pid", str(server.proc.pid if server.proc else 0), "--format", "raw",
+            pid = server.proc.pid if server.proc else 0
+            spy_argv = [spy, "record", "--pid", str(pid), "--format", "raw",
                         "--duration", str(int(args.duration)), "--output", str(raw),
                         "--nonblocking"]
             if args.native:
                 spy_argv.append("--native")
-            sampler = subprocess.Popen(spy_argv, stdout=subprocess.DEVNULL,
+            sampler = subprocess.Popen(spy_argv,  # noqa: S603 - py-spy, our arguments stdout=subprocess.DEVNULL,
                                        stderr=subprocess.PIPE)
             done = threading.Event()
 
