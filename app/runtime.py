@@ -25,6 +25,7 @@ from suishen.app.events import EventDispatcher
 from suishen.app.observability import GaugeLoop, Metrics
 from suishen.app.services.audit import AuditWriter
 from suishen.app.services.devices import DeviceService
+from suishen.app.services.enterprises import EnterpriseService
 from suishen.app.services.issuance import IssuanceService
 from suishen.app.services.keys import TOKENS, KeyManager, KeyView, default_overlaps
 from suishen.app.services.partners import PartnerService
@@ -60,6 +61,7 @@ class Runtime:
     devices: DeviceService
     trust: TrustService
     transit: TransitService
+    enterprises: EnterpriseService
     dev_idp: DevIdentityProvider | None = None
     clock: Clock = SYSTEM_CLOCK
     _key_poll: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -136,6 +138,8 @@ async def build_runtime(
             metrics=metrics, passback_seconds=settings.passback_seconds, clock=clock,
         )
         await transit.load()
+        enterprises = EnterpriseService(db, state, subjects=subjects, clock=clock)
+        await enterprises.load()
     except BaseException:
         await db.close()
         raise
@@ -187,11 +191,12 @@ async def build_runtime(
         admin_token=admin_token,
         events=EventDispatcher(keys=keys, subjects=subjects, metrics=metrics,
                                refresh_seconds=settings.key_refresh_seconds, devices=devices,
-                               transit=transit),
+                               transit=transit, enterprises=enterprises),
         gauges=GaugeLoop(metrics, audit=audit, db=db),
         dev_idp=dev_idp,
         devices=devices,
         transit=transit,
+        enterprises=enterprises,
         trust=TrustService(
             db, keys, slot_seconds=settings.offline_slot_seconds,
             list_size=settings.offline_status_list_size,

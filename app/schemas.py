@@ -9,9 +9,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from suishen.app.text import MAX_SUBJECT_CHARS, PRINTABLE_PATTERN, SUBJECT_PATTERN
+from suishen.codecs import uscc as uscc_codec
+from suishen.verifiers.enterprise import ENTERPRISE_ATTRIBUTES, EXTRA_ATTRIBUTES
 from suishen.verifiers.policy import ATTRIBUTES, SCENES
 from suishen.verifiers.reasons import Reason
 
@@ -20,9 +22,13 @@ from suishen.verifiers.reasons import Reason
 if TYPE_CHECKING:
     Scene = str
     Attribute = str
+    EnterpriseAttribute = str
+    EnterpriseExtra = str
 else:
     Scene = Literal[tuple(SCENES)]
     Attribute = Literal[tuple(ATTRIBUTES)]
+    EnterpriseAttribute = Literal[ENTERPRISE_ATTRIBUTES]
+    EnterpriseExtra = Literal[EXTRA_ATTRIBUTES]
 
 SubjectId = Annotated[str, Field(min_length=1, max_length=MAX_SUBJECT_CHARS,
                                  pattern=SUBJECT_PATTERN,
@@ -253,3 +259,58 @@ class DeviceList(BaseModel):
     """``GET /v1/devices``."""
 
     devices: list[DeviceOut]
+
+
+# --- enterprises (SPEC.md §6.3, issue 11) ----------------------------------------------
+MAX_AGENTS = 100
+MAX_LIST_ITEMS = 32
+
+
+def _valid_uscc(value: str) -> str:
+    try:
+        return uscc_codec.validate(value)
+    except uscc_codec.InvalidUSCC as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _unique(values: list[str]) -> list[str]:
+    if len(set(values)) != len(values):
+        raise ValueError("agents must not repeat")
+    return values
+
+
+EnterpriseText = Annotated[str, Field(min_length=1, max_length=512, pattern=PRINTABLE_PATTERN,
+                                      description="printable text")]
+EnterpriseValueIn = EnterpriseText | Annotated[list[EnterpriseText],
+                                               Field(max_length=MAX_LIST_ITEMS)]
+USCC = Annotated[str, Field(min_length=18, max_length=18,
+                            pattern=r"^[0-9A-HJ-NP-RTUW-Y]{2}[0-9]{6}[0-9A-HJ-NP-RTUW-Y]{10}$",
+                            description="unified social credit code (GB 32100-2015), "
+                                        "check character verified"),
+                 AfterValidator(_valid_uscc)]
+
+
+class EnterpriseIn(Strict):
+    """``PUT /v1/admin/enterprises/{enterprise_id}``: the whole enterprise (a replace)."""
+
+    name: str = Field(min_length=1, max_length=200, pattern=PRINTABLE_PATTERN,
+                      description="printable text")
+    uscc: USCC
+    status: Literal["active", "suspended"] = "active"
+    attributes: dict[EnterpriseExtra, EnterpriseValueIn] = Field(default_factory=dict)
+    agents: Annotated[list[SubjectId], Field(max_length=MAX_AGENTS),
+                      AfterValidator(_unique)] = Field(
+        default_factory=list, description="citizen subs who may act for the enterprise")
+
+
+class EnterpriseOut(BaseModel):
+    """An enterprise as operators see it (agency handles are never shown)."""
+
+    enterprise_id: str
+    name: str
+    uscc: str
+    status: str
+    attributes: dict[str, str | list[str]]
+    agents: list[str]
+    created_at: str
+    updated_at: str

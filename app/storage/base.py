@@ -1,7 +1,8 @@
 """Repository and state interfaces: what the service needs from storage, nothing more.
 
 Durable data (a :class:`Database`): subjects (citizens), partners, key sets, audit
-records, devices and offline credentials (:mod:`.devices`). Implementations:
+records, devices and offline credentials (:mod:`.devices`), fare tables and journeys
+(:mod:`.transit`), enterprises and agencies (:mod:`.enterprises`). Implementations:
 :mod:`.sqlite` (embedded default), :mod:`.postgres`.
 
 Fast shared state (a :class:`StateBackend`): single-use memory, per-partner rate limits,
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from suishen.app.storage.devices import DeviceRepository
+from suishen.app.storage.enterprises import EnterpriseRepository
 from suishen.app.storage.transit import TransitRepository
 from suishen.errors import StorageError
 from suishen.keys.keyset import KeySetStore
@@ -216,6 +218,10 @@ class Database(Protocol):
     @property
     def transit(self) -> TransitRepository:
         """Fare tables and journey records (:mod:`.transit`)."""
+
+    @property
+    def enterprises(self) -> EnterpriseRepository:
+        """Enterprises and their agencies (:mod:`.enterprises`)."""
 
     async def migrate(self) -> list[str]:
         """Apply pending schema migrations (idempotent, safe to run concurrently);

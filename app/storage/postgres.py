@@ -47,6 +47,7 @@ from suishen.app.storage.base import (
     Subject,
 )
 from suishen.app.storage.postgres_devices import PostgresDevices
+from suishen.app.storage.postgres_enterprises import PostgresEnterprises
 from suishen.app.storage.postgres_transit import PostgresTransit
 from suishen.errors import BackendUnavailable, ConfigError, StorageError, describe
 from suishen.keys.keyset import KeySet
@@ -122,6 +123,7 @@ class PostgresDatabase:
         self.audit = _Audit(self)
         self.devices = PostgresDevices(self)
         self.transit = PostgresTransit(self)
+        self.enterprises = PostgresEnterprises(self)
 
     @classmethod
     async def open(

@@ -1,0 +1,96 @@
+"""Enterprises, enterprise codes, the government scene and ``POST /v1/resolve`` through
+the HTTP API (issue 11 part A, SPEC.md §6.3), on the embedded default."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.api.conftest import Api
+
+USCC = "91350100M000100Y43"
+BODY: dict[str, Any] = {
+    "name": "上海测试有限公司", "uscc": USCC, "status": "active",
+    "attributes": {"legal_representative": "张三", "business_scope": "software",
+                   "licences": ["ICP-1", "EDI-2"]},
+    "agents": ["agent-1", "agent-2"],
+}
+
+
+async def put_enterprise(api: Api, eid: str = "acme", **changes: Any) -> dict[str, Any]:
+    r = await api.client.put(f"/v1/admin/enterprises/{eid}", json={**BODY, **changes},
+                             headers=api.admin)
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+# --- item 1: enterprises --------------------------------------------------------------
+async def test_put_and_get_enterprise(api: Api) -> None:
+    out = await put_enterprise(api)
+    assert out["enterprise_id"] == "acme" and out["uscc"] == USCC
+    assert out["agents"] == ["agent-1", "agent-2"] and out["status"] == "active"
+    assert out["attributes"]["licences"] == ["ICP-1", "EDI-2"]
+    assert "handle" not in str(out)
+    r = await api.client.get("/v1/admin/enterprises/acme", headers=api.admin)
+    assert r.status_code == 200 and r.json() == out
+    changed = await put_enterprise(api, status="suspended", agents=["agent-2"])
+    assert changed["status"] == "suspended" and changed["agents"] == ["agent-2"]
+    assert changed["created_at"] == out["created_at"]
+
+
+async def test_enterprise_needs_the_operator(api: Api) -> None:
+    r = await api.client.put("/v1/admin/enterprises/acme", json=BODY)
+    assert r.status_code == 401
+    citizen = await api.citizen("agent-1")
+    r = await api.client.get("/v1/admin/enterprises/acme", headers=citizen)
+    assert r.status_code == 401
+    r = await api.client.get("/v1/admin/enterprises/none", headers=api.admin)
+    assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
+
+
+async def test_every_bad_field_is_listed(api: Api) -> None:
+    bad = {"name": "", "uscc": "91512081MA62K0260F", "status": "closed",
+           "attributes": {"colour": "red"}, "agents": ["a", "a"]}
+    r = await api.client.put("/v1/admin/enterprises/acme", json=bad, headers=api.admin)
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    fields = {e["loc"][1] for e in r.json()["errors"]}
+    assert fields == {"name", "uscc", "status", "attributes", "agents"}
+    assert any("check character" in e["msg"] for e in r.json()["errors"])
+    r = await api.client.get("/v1/admin/enterprises/acme", headers=api.admin)
+    assert r.status_code == 404  # nothing was written
+
+
+@pytest.mark.parametrize("change", [
+    {"uscc": "91350100M000100Y4"},  # 17 characters
+    {"uscc": "91350100I000100Y43"},  # I is not in the set
+    {"uscc": 91350100},  # wrong type
+    {"name": "x" * 201},
+    {"name": "tab\there"},
+    {"attributes": {"business_scope": "x" * 513}},
+    {"attributes": {"licences": ["L"] * 33}},
+    {"attributes": {"licences": [1, 2]}},
+    {"attributes": {"licences": {"a": "b"}}},
+    {"attributes": "scope"},
+    {"agents": [f"a{i}" for i in range(101)]},
+    {"agents": [" padded"]},
+    {"agents": "agent-1"},
+    {"extra": 1},
+])
+async def test_hostile_enterprise_bodies(api: Api, change: dict[str, Any]) -> None:
+    r = await api.client.put("/v1/admin/enterprises/acme", json={**BODY, **change},
+                             headers=api.admin)
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+
+
+async def test_invalid_utf8_and_bad_ids(api: Api) -> None:
+    r = await api.client.put("/v1/admin/enterprises/acme", content=b'{"name": "\xff"}',
+                             headers={**api.admin, "content-type": "application/json"})
+    assert r.status_code == 422
+    r = await api.client.put("/v1/admin/enterprises/a%20b", json=BODY, headers=api.admin)
+    assert r.status_code == 422
+    r = await api.client.put("/v1/admin/enterprises/" + "e" * 65, json=BODY, headers=api.admin)
+    assert r.status_code == 422
