@@ -125,6 +125,9 @@ class PartnerIn(Strict):
                       description="printable text")
     scenes: list[Scene] = Field(min_length=1, max_length=len(SCENES))
     attributes: list[Attribute] = Field(default_factory=list, max_length=len(ATTRIBUTES))
+    enterprise_attributes: list[EnterpriseAttribute] = Field(
+        default_factory=list, max_length=len(ENTERPRISE_ATTRIBUTES),
+        description="what the partner may see of an enterprise code's enterprise")
     rate_limit_per_second: int | None = Field(default=None, ge=1, le=1_000_000)
 
 
@@ -136,6 +139,7 @@ class PartnerOut(BaseModel):
     name: str
     scenes: list[str]
     attributes: list[str]
+    enterprise_attributes: list[str]
     rate_limit_per_second: int | None
     created_at: str
 

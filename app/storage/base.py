@@ -55,7 +55,8 @@ class Subject:
 
 @dataclass(frozen=True, slots=True)
 class Partner:
-    """A registered partner (gate operator, hospital, library, venue)."""
+    """A registered partner (gate operator, hospital, library, venue, government
+    window). ``enterprise_attributes``: what it may see of an enterprise (§6.3)."""
 
     client_id: str
     name: str
@@ -64,6 +65,7 @@ class Partner:
     rate_limit_per_second: int | None
     secret_hash: str
     created_at: int
+    enterprise_attributes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

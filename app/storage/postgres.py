@@ -436,8 +436,8 @@ class _Partners:
             try:
                 await conn.execute(
                     "INSERT INTO partners (client_id, name, scenes, attributes, "
-                    "rate_limit_per_second, secret_hash, created_at) "
-                    "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    "rate_limit_per_second, secret_hash, created_at, enterprise_attributes) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                     partner.client_id,
                     partner.name,
                     list(partner.scenes),
@@ -445,6 +445,7 @@ class _Partners:
                     partner.rate_limit_per_second,
                     partner.secret_hash,
                     partner.created_at,
+                    list(partner.enterprise_attributes),
                 )
             except asyncpg.UniqueViolationError:
                 raise PartnerExists("a partner with this client id exists") from None
@@ -455,7 +456,8 @@ class _Partners:
         row = await self._db.run(
             lambda c: c.fetchrow(
                 "SELECT client_id, name, scenes, attributes, rate_limit_per_second, "
-                "secret_hash, created_at FROM partners WHERE client_id = $1",
+                "secret_hash, created_at, enterprise_attributes FROM partners "
+                "WHERE client_id = $1",
                 client_id,
             ),
             retry=True,
@@ -470,6 +472,7 @@ class _Partners:
             rate_limit_per_second=row["rate_limit_per_second"],
             secret_hash=row["secret_hash"],
             created_at=row["created_at"],
+            enterprise_attributes=tuple(row["enterprise_attributes"]),
         )
 
 

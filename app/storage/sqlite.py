@@ -226,7 +226,7 @@ class _Partners:
     async def _insert_partner(self, partner: Partner) -> None:
         await self._conn.execute(
             "INSERT INTO partners (client_id, name, scenes, attributes, rate_limit_per_second, "
-            "secret_hash, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "secret_hash, created_at, enterprise_attributes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 partner.client_id,
                 partner.name,
@@ -235,13 +235,14 @@ class _Partners:
                 partner.rate_limit_per_second,
                 partner.secret_hash,
                 partner.created_at,
+                json.dumps(list(partner.enterprise_attributes)),
             ),
         )
 
     async def get(self, client_id: str) -> Partner | None:
         async with self._conn.execute(
             "SELECT client_id, name, scenes, attributes, rate_limit_per_second, secret_hash, "
-            "created_at FROM partners WHERE client_id = ?",
+            "created_at, enterprise_attributes FROM partners WHERE client_id = ?",
             (client_id,),
         ) as cur:
             row = await cur.fetchone()
@@ -255,6 +256,7 @@ class _Partners:
             rate_limit_per_second=row[4],
             secret_hash=row[5],
             created_at=row[6],
+            enterprise_attributes=tuple(json.loads(row[7])),
         )
 
 

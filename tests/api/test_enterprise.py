@@ -94,3 +94,24 @@ async def test_invalid_utf8_and_bad_ids(api: Api) -> None:
     assert r.status_code == 422
     r = await api.client.put("/v1/admin/enterprises/" + "e" * 65, json=BODY, headers=api.admin)
     assert r.status_code == 422
+
+
+# --- item 2: partners' enterprise attributes -------------------------------------------
+async def test_partner_registers_enterprise_attributes(api: Api) -> None:
+    body = {"name": "Window", "scenes": ["library"],
+            "enterprise_attributes": ["name", "uscc", "licences", "name"]}
+    r = await api.client.post("/v1/admin/partners", json=body, headers=api.admin)
+    assert r.status_code == 201, r.text
+    assert r.json()["enterprise_attributes"] == ["name", "uscc", "licences"]
+    stored = await api.runtime.partners.get(r.json()["client_id"])
+    assert stored.enterprise_attributes == ("name", "uscc", "licences")
+    r = await api.client.post("/v1/admin/partners", json={"name": "Lib", "scenes": ["library"]},
+                              headers=api.admin)
+    assert r.json()["enterprise_attributes"] == []
+
+
+@pytest.mark.parametrize("value", [["colour"], "name", [1], ["name"] * 6])
+async def test_partner_enterprise_attributes_are_a_closed_list(api: Api, value: Any) -> None:
+    body = {"name": "Window", "scenes": ["library"], "enterprise_attributes": value}
+    r = await api.client.post("/v1/admin/partners", json=body, headers=api.admin)
+    assert r.status_code == 422, r.text

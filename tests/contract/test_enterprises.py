@@ -72,3 +72,20 @@ async def test_a_taken_agency_handle_changes_nothing(db: Database) -> None:
                                  attributes={}, agents=[clash], now=2)
     kept = await db.enterprises.get(second)
     assert kept is not None and kept.name == "Two" and kept.agents == ["x"]
+
+
+async def test_partner_enterprise_attributes_round_trip(db: Database) -> None:
+    from suishen.app.storage.base import Partner
+
+    window = Partner(client_id=f"gov-{secrets.token_hex(4)}", name="Window 1",
+                     scenes=("government",), attributes=("name",), rate_limit_per_second=None,
+                     secret_hash="$scrypt$x", created_at=1,
+                     enterprise_attributes=("name", "uscc", "licences"))
+    plain = Partner(client_id=f"lib-{secrets.token_hex(4)}", name="Library",
+                    scenes=("library",), attributes=(), rate_limit_per_second=None,
+                    secret_hash="$scrypt$x", created_at=1)
+    await db.partners.create(window)
+    await db.partners.create(plain)
+    assert await db.partners.get(window.client_id) == window
+    got = await db.partners.get(plain.client_id)
+    assert got == plain and got.enterprise_attributes == ()
