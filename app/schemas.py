@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from suishen.app.text import MAX_SUBJECT_CHARS, PRINTABLE_PATTERN, SUBJECT_PATTERN
 from suishen.codecs import uscc as uscc_codec
@@ -54,6 +54,21 @@ class CodeOut(BaseModel):
     expires_at: str
     refresh_after: str
     kid: str
+
+
+class CodeRequest(Strict):
+    """``POST /v1/codes`` (optional body): the citizen's personal code, or the code of an
+    enterprise the citizen is an agent of (SPEC.md §4, §6.3)."""
+
+    kind: Literal["personal", "enterprise"] = "personal"
+    enterprise_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")] | None = Field(
+        default=None, description="required for kind enterprise, absent otherwise")
+
+    @model_validator(mode="after")
+    def _enterprise_needs_its_id(self) -> CodeRequest:
+        if (self.kind == "enterprise") != (self.enterprise_id is not None):
+            raise ValueError("enterprise_id is required for kind enterprise, and only there")
+        return self
 
 
 MAX_CODE = 1024

@@ -115,3 +115,62 @@ async def test_partner_enterprise_attributes_are_a_closed_list(api: Api, value: 
     body = {"name": "Window", "scenes": ["library"], "enterprise_attributes": value}
     r = await api.client.post("/v1/admin/partners", json=body, headers=api.admin)
     assert r.status_code == 422, r.text
+
+
+# --- item 3: enterprise codes ---------------------------------------------------------
+async def enterprise_code(api: Api, sub: str, eid: str = "acme") -> Any:
+    return await api.client.post("/v1/codes", headers=await api.citizen(sub),
+                                 json={"kind": "enterprise", "enterprise_id": eid})
+
+
+async def test_an_agent_gets_the_enterprise_code(api: Api) -> None:
+    await put_enterprise(api)
+    r = await enterprise_code(api, "agent-1")
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["kind"] == "enterprise" and len(body["code"]) == 178
+    r2 = await enterprise_code(api, "agent-1")
+    assert r2.json()["code"] != body["code"]
+    # the personal code is unchanged: no body, or kind personal
+    for extra in ({}, {"json": {"kind": "personal"}}):
+        r = await api.client.post("/v1/codes", headers=await api.citizen("agent-1"), **extra)
+        assert r.status_code == 201 and r.json()["kind"] == "personal"
+    r = await api.client.post("/v1/codes?format=png", headers=await api.citizen("agent-1"),
+                              json={"kind": "enterprise", "enterprise_id": "acme"})
+    assert r.status_code == 201 and r.headers["content-type"] == "image/png"
+
+
+async def test_not_an_agent_or_suspended_is_403(api: Api) -> None:
+    await put_enterprise(api)
+    r = await enterprise_code(api, "stranger")
+    assert r.status_code == 403 and r.json()["type"].endswith("/not-agent")
+    r = await enterprise_code(api, "agent-1", eid="no-such-enterprise")
+    assert r.status_code == 403 and r.json()["type"].endswith("/not-agent")
+    await put_enterprise(api, status="suspended")
+    r = await enterprise_code(api, "agent-1")
+    assert r.status_code == 403 and r.json()["type"].endswith("/enterprise-suspended")
+    await put_enterprise(api, agents=["agent-2"])  # active again, agent-1 removed
+    r = await enterprise_code(api, "agent-1")
+    assert r.status_code == 403 and r.json()["type"].endswith("/not-agent")
+    assert (await enterprise_code(api, "agent-2")).status_code == 201
+    r = await api.client.put("/v1/admin/subjects/agent-2", headers=api.admin,
+                             json={"status": "suspended"})
+    assert r.status_code == 200
+    r = await enterprise_code(api, "agent-2")
+    assert r.status_code == 403 and r.json()["type"].endswith("/suspended")
+
+
+@pytest.mark.parametrize("body", [
+    {"kind": "enterprise"},
+    {"kind": "personal", "enterprise_id": "acme"},
+    {"kind": "venue"},
+    {"kind": "enterprise", "enterprise_id": "bad id"},
+    {"kind": "enterprise", "enterprise_id": 7},
+    {"enterprise_id": "acme"},
+    {"kind": "enterprise", "enterprise_id": "acme", "extra": True},
+    ["enterprise"],
+])
+async def test_bad_code_requests_are_422(api: Api, body: Any) -> None:
+    await put_enterprise(api)
+    r = await api.client.post("/v1/codes", headers=await api.citizen("agent-1"), json=body)
+    assert r.status_code == 422, r.text
