@@ -172,6 +172,7 @@ async def build_runtime(
         credentials=devices.revoked,
         offline_lifetime=settings.offline_code_lifetime_seconds,
         transit=transit,
+        enterprises=enterprises,
     )
     runtime = Runtime(
         settings=settings,

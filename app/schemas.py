@@ -110,6 +110,11 @@ class VerifyAnswer(msgspec.Struct, omit_defaults=True):
     code_expires_at: str | None = None
     attributes_unavailable: bool | None = None
     journey: JourneyAnswer | None = None
+    enterprise: Annotated[
+        dict[str, str | list[str]],
+        msgspec.Meta(description="an enterprise code: the enterprise attributes the "
+                                 "partner may see (its enterprise_attributes)"),
+    ] | None = None
 
 
 AttributeValue = Annotated[str, Field(max_length=256, pattern=PRINTABLE_PATTERN,

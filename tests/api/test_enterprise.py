@@ -174,3 +174,78 @@ async def test_bad_code_requests_are_422(api: Api, body: Any) -> None:
     await put_enterprise(api)
     r = await api.client.post("/v1/codes", headers=await api.citizen("agent-1"), json=body)
     assert r.status_code == 422, r.text
+
+
+# --- item 4: verify at the government window ------------------------------------------
+async def window(api: Api, allowed: list[str] | None = None) -> dict[str, Any]:
+    return await api.partner(["government"], ["name"],
+                             enterprise_attributes=allowed if allowed is not None
+                             else ["name", "uscc", "licences"])
+
+
+async def test_government_window_sees_the_enterprise_and_the_agent(api: Api) -> None:
+    await put_enterprise(api)
+    r = await api.client.put("/v1/admin/subjects/agent-1", headers=api.admin,
+                             json={"status": "active", "attributes": {"name": "李四",
+                                                                      "reader_id": "R-9"}})
+    assert r.status_code == 200
+    gov = await window(api)
+    code = (await enterprise_code(api, "agent-1")).json()["code"]
+    r = await api.verify(gov, code, "government", checkpoint="window-3")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["valid"] is True and body["reason"] == "ok" and body["kind"] == "enterprise"
+    assert body["enterprise"] == {"name": BODY["name"], "uscc": USCC,
+                                  "licences": ["ICP-1", "EDI-2"]}
+    assert body["attributes"] == {"name": "李四"}  # the agent's, per the registration
+    # the agent's pairwise subject: the same as for their personal code at this partner
+    personal = await api.verify(gov, await api.code("agent-1"), "government")
+    assert personal.json()["valid"] is True and personal.json()["kind"] == "personal"
+    assert "enterprise" not in personal.json()
+    assert personal.json()["subject"] == body["subject"]
+    # re-scannable at the window
+    again = await api.verify(gov, code, "government")
+    assert again.json()["valid"] is True
+    # the agent sees the window in their own history
+    await api.runtime.audit.flush()
+    r = await api.client.get("/v1/me/verifications", headers=await api.citizen("agent-1"))
+    assert [i["scene"] for i in r.json()["items"]][:3] == ["government"] * 3
+
+
+async def test_a_window_without_enterprise_attributes_sees_none(api: Api) -> None:
+    await put_enterprise(api)
+    gov = await window(api, allowed=[])
+    code = (await enterprise_code(api, "agent-2")).json()["code"]
+    body = (await api.verify(gov, code, "government")).json()
+    assert body["valid"] is True and body["enterprise"] == {}
+
+
+@pytest.mark.parametrize("scene", ["metro", "bus", "hospital", "library", "venue"])
+async def test_an_enterprise_code_elsewhere_is_scene_not_allowed(api: Api, scene: str) -> None:
+    await put_enterprise(api)
+    partner = await api.partner([scene])
+    code = (await enterprise_code(api, "agent-1")).json()["code"]
+    r = await api.verify(partner, code, scene, direction="in" if scene in ("metro", "bus")
+                         else None)
+    assert r.json() == {**r.json(), "valid": False, "reason": "scene_not_allowed"}
+
+
+async def test_suspension_and_removal_revoke_unexpired_codes(api: Api) -> None:
+    await put_enterprise(api)
+    gov = await window(api)
+    first = (await enterprise_code(api, "agent-1")).json()["code"]
+    second = (await enterprise_code(api, "agent-2")).json()["code"]
+    assert (await api.verify(gov, first, "government")).json()["valid"] is True
+    await put_enterprise(api, status="suspended")
+    for code in (first, second):
+        assert (await api.verify(gov, code, "government")).json()["reason"] == "revoked"
+    # revoked wins over scene_not_allowed
+    metro = await api.partner(["metro"])
+    assert (await api.verify(metro, first, "metro")).json()["reason"] == "revoked"
+    await put_enterprise(api, agents=["agent-2"])  # active again; agent-1 removed
+    assert (await api.verify(gov, first, "government")).json()["reason"] == "revoked"
+    assert (await api.verify(gov, second, "government")).json()["valid"] is True
+    # a suspended agent's enterprise codes are refused too
+    await api.client.put("/v1/admin/subjects/agent-2", headers=api.admin,
+                         json={"status": "suspended"})
+    assert (await api.verify(gov, second, "government")).json()["reason"] == "revoked"
