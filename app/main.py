@@ -28,7 +28,16 @@ import suishen
 from suishen.app import problems
 from suishen.app.observability import EdgeMiddleware, Metrics
 from suishen.app.pages import mount_pages
-from suishen.app.routes import admin, citizen, dev, devices, partner, public, transit
+from suishen.app.routes import (
+    admin,
+    citizen,
+    dev,
+    devices,
+    enterprises,
+    partner,
+    public,
+    transit,
+)
 from suishen.app.runtime import Runtime, build_runtime
 from suishen.app.schemas import verify_openapi
 from suishen.app.settings import Settings
@@ -251,6 +260,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(admin.router)
     app.include_router(transit.admin)
     app.include_router(transit.citizen)
+    app.include_router(enterprises.admin)
     app.include_router(public.router)
     if not settings.production:
         app.include_router(dev.router)

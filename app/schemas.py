@@ -9,9 +9,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from suishen.app.text import MAX_SUBJECT_CHARS, PRINTABLE_PATTERN, SUBJECT_PATTERN
+from suishen.codecs import uscc as uscc_codec
+from suishen.verifiers.enterprise import ENTERPRISE_ATTRIBUTES, EXTRA_ATTRIBUTES
 from suishen.verifiers.policy import ATTRIBUTES, SCENES
 from suishen.verifiers.reasons import Reason
 
@@ -20,9 +22,13 @@ from suishen.verifiers.reasons import Reason
 if TYPE_CHECKING:
     Scene = str
     Attribute = str
+    EnterpriseAttribute = str
+    EnterpriseExtra = str
 else:
     Scene = Literal[tuple(SCENES)]
     Attribute = Literal[tuple(ATTRIBUTES)]
+    EnterpriseAttribute = Literal[ENTERPRISE_ATTRIBUTES]
+    EnterpriseExtra = Literal[EXTRA_ATTRIBUTES]
 
 SubjectId = Annotated[str, Field(min_length=1, max_length=MAX_SUBJECT_CHARS,
                                  pattern=SUBJECT_PATTERN,
@@ -48,6 +54,21 @@ class CodeOut(BaseModel):
     expires_at: str
     refresh_after: str
     kid: str
+
+
+class CodeRequest(Strict):
+    """``POST /v1/codes`` (optional body): the citizen's personal code, or the code of an
+    enterprise the citizen is an agent of (SPEC.md §4, §6.3)."""
+
+    kind: Literal["personal", "enterprise"] = "personal"
+    enterprise_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")] | None = Field(
+        default=None, description="required for kind enterprise, absent otherwise")
+
+    @model_validator(mode="after")
+    def _enterprise_needs_its_id(self) -> CodeRequest:
+        if (self.kind == "enterprise") != (self.enterprise_id is not None):
+            raise ValueError("enterprise_id is required for kind enterprise, and only there")
+        return self
 
 
 MAX_CODE = 1024
@@ -89,6 +110,11 @@ class VerifyAnswer(msgspec.Struct, omit_defaults=True):
     code_expires_at: str | None = None
     attributes_unavailable: bool | None = None
     journey: JourneyAnswer | None = None
+    enterprise: Annotated[
+        dict[str, str | list[str]],
+        msgspec.Meta(description="an enterprise code: the enterprise attributes the "
+                                 "partner may see (its enterprise_attributes)"),
+    ] | None = None
 
 
 AttributeValue = Annotated[str, Field(max_length=256, pattern=PRINTABLE_PATTERN,
@@ -119,6 +145,9 @@ class PartnerIn(Strict):
                       description="printable text")
     scenes: list[Scene] = Field(min_length=1, max_length=len(SCENES))
     attributes: list[Attribute] = Field(default_factory=list, max_length=len(ATTRIBUTES))
+    enterprise_attributes: list[EnterpriseAttribute] = Field(
+        default_factory=list, max_length=len(ENTERPRISE_ATTRIBUTES),
+        description="what the partner may see of an enterprise code's enterprise")
     rate_limit_per_second: int | None = Field(default=None, ge=1, le=1_000_000)
 
 
@@ -130,6 +159,7 @@ class PartnerOut(BaseModel):
     name: str
     scenes: list[str]
     attributes: list[str]
+    enterprise_attributes: list[str]
     rate_limit_per_second: int | None
     created_at: str
 
@@ -253,3 +283,58 @@ class DeviceList(BaseModel):
     """``GET /v1/devices``."""
 
     devices: list[DeviceOut]
+
+
+# --- enterprises (SPEC.md §6.3, issue 11) ----------------------------------------------
+MAX_AGENTS = 100
+MAX_LIST_ITEMS = 32
+
+
+def _valid_uscc(value: str) -> str:
+    try:
+        return uscc_codec.validate(value)
+    except uscc_codec.InvalidUSCC as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _unique(values: list[str]) -> list[str]:
+    if len(set(values)) != len(values):
+        raise ValueError("agents must not repeat")
+    return values
+
+
+EnterpriseText = Annotated[str, Field(min_length=1, max_length=512, pattern=PRINTABLE_PATTERN,
+                                      description="printable text")]
+EnterpriseValueIn = EnterpriseText | Annotated[list[EnterpriseText],
+                                               Field(max_length=MAX_LIST_ITEMS)]
+USCC = Annotated[str, Field(min_length=18, max_length=18,
+                            pattern=r"^[0-9A-HJ-NP-RTUW-Y]{2}[0-9]{6}[0-9A-HJ-NP-RTUW-Y]{10}$",
+                            description="unified social credit code (GB 32100-2015), "
+                                        "check character verified"),
+                 AfterValidator(_valid_uscc)]
+
+
+class EnterpriseIn(Strict):
+    """``PUT /v1/admin/enterprises/{enterprise_id}``: the whole enterprise (a replace)."""
+
+    name: str = Field(min_length=1, max_length=200, pattern=PRINTABLE_PATTERN,
+                      description="printable text")
+    uscc: USCC
+    status: Literal["active", "suspended"] = "active"
+    attributes: dict[EnterpriseExtra, EnterpriseValueIn] = Field(default_factory=dict)
+    agents: Annotated[list[SubjectId], Field(max_length=MAX_AGENTS),
+                      AfterValidator(_unique)] = Field(
+        default_factory=list, description="citizen subs who may act for the enterprise")
+
+
+class EnterpriseOut(BaseModel):
+    """An enterprise as operators see it (agency handles are never shown)."""
+
+    enterprise_id: str
+    name: str
+    uscc: str
+    status: str
+    attributes: dict[str, str | list[str]]
+    agents: list[str]
+    created_at: str
+    updated_at: str

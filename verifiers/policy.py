@@ -103,6 +103,9 @@ class ScenePolicy:
 
 _PERSONAL_OR_OFFLINE = AcceptKinds(frozenset({"personal", "offline"}))
 _PERSONAL_ONLY = AcceptKinds(frozenset({"personal"}))  # medical identity: server-signed only
+# Government service windows (SPEC.md §6.3): enterprise codes are shown there, and
+# citizens do their own business there too. Re-scannable: a window may scan twice.
+_GOVERNMENT = AcceptKinds(frozenset({"personal", "offline", "enterprise"}))
 
 SCENES: dict[str, ScenePolicy] = {
     "metro": ScenePolicy("metro", AllOf((_PERSONAL_OR_OFFLINE,)), single_use=True, transit=True),
@@ -112,6 +115,7 @@ SCENES: dict[str, ScenePolicy] = {
     "hospital": ScenePolicy("hospital", AllOf((_PERSONAL_ONLY,)), single_use=False),
     "pharmacy": ScenePolicy("pharmacy", AllOf((_PERSONAL_ONLY,)), single_use=False),
     "library": ScenePolicy("library", AllOf((_PERSONAL_OR_OFFLINE,)), single_use=False),
+    "government": ScenePolicy("government", AllOf((_GOVERNMENT,)), single_use=False),
 }
 
 ATTRIBUTES = frozenset({"name", "medical_insurance_id", "reader_id", "transit_account"})
