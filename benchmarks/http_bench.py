@@ -11,9 +11,12 @@ What it does (all on 127.0.0.1, every server ONE worker process, access log off)
    partner and a metro partner per service (rate limit 1,000,000/s so that the limiter
    never interferes), partner access tokens (``/v1/oauth/token``) and citizen tokens
    (development identity provider); codes live ``SUISHEN_CODE_TTL_SECONDS=900``;
-3. measures, with the same client (:mod:`loadgen`, one process, raw HTTP/1.1
-   keep-alive) for the same duration, alternating the servers round by round, best
-   round kept:
+3. measures, with the same client for the same duration, alternating the servers
+   round by round, best round kept — saturation runs with wrk (:mod:`wrkload`; the
+   client that costs least per request, cross-checked against :mod:`loadgen` by
+   ``wrk_check.py``; ``--client loadgen`` to switch), open-loop p99 runs with
+   :mod:`loadgen` (wrk has no open loop), minting codes with :mod:`loadgen` (it keeps
+   the answers):
 
    * **issuance** ``POST /v1/codes`` (embedded) — saturation, against the naive
      issuance endpoint (JWT check + one signature + pydantic answer) for reference, and
