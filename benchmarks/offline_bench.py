@@ -132,14 +132,14 @@ def main() -> None:
         started = cpu()
         for (c_tbs, c_sig, d_tbs, d_sig), device in zip(tbs, device_keys, strict=True):
             assert pub.verify(c_sig, c_tbs) and device.verify(d_sig, d_tbs)
-        return args.n / (cpu() - started)
+        return float(args.n / (cpu() - started))
 
     def raw_with_key_load_once() -> float:
         started = cpu()
         for (c_tbs, c_sig, d_tbs, d_sig), p in zip(tbs, parsed, strict=True):
             device = koff.device_public_key(p.credential.claims.device_key)  # decompression
             assert pub.verify(c_sig, c_tbs) and device.verify(d_sig, d_tbs)
-        return args.n / (cpu() - started)
+        return float(args.n / (cpu() - started))
 
     def gate_once() -> tuple[float, list[float], list[float]]:
         fresh = Gate.with_anchors({anchor.public().kid_bytes(): anchor.public()})
