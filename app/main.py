@@ -36,6 +36,7 @@ from suishen.app.routes import (
     enterprises,
     partner,
     public,
+    resolve,
     transit,
 )
 from suishen.app.runtime import Runtime, build_runtime
@@ -261,6 +262,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(transit.admin)
     app.include_router(transit.citizen)
     app.include_router(enterprises.admin)
+    app.include_router(resolve.router)
     app.include_router(public.router)
     if not settings.production:
         app.include_router(dev.router)

@@ -30,6 +30,7 @@ from suishen.app.services.issuance import IssuanceService
 from suishen.app.services.keys import TOKENS, KeyManager, KeyView, default_overlaps
 from suishen.app.services.partners import PartnerService
 from suishen.app.services.ratelimit import RateLimiter
+from suishen.app.services.resolve import ResolveService
 from suishen.app.services.subjects import SubjectService
 from suishen.app.services.transit import JourneyWriter, TransitService
 from suishen.app.services.trust import TrustService, ensure_anchor
@@ -62,6 +63,7 @@ class Runtime:
     trust: TrustService
     transit: TransitService
     enterprises: EnterpriseService
+    resolver: ResolveService
     dev_idp: DevIdentityProvider | None = None
     clock: Clock = SYSTEM_CLOCK
     _key_poll: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -199,6 +201,7 @@ async def build_runtime(
         devices=devices,
         transit=transit,
         enterprises=enterprises,
+        resolver=ResolveService(verifier, issuer=partner_tokens.issuer),
         trust=TrustService(
             db, keys, slot_seconds=settings.offline_slot_seconds,
             list_size=settings.offline_status_list_size,

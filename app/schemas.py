@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from suishen.app.text import MAX_SUBJECT_CHARS, PRINTABLE_PATTERN, SUBJECT_PATTERN
 from suishen.codecs import uscc as uscc_codec
@@ -56,19 +56,18 @@ class CodeOut(BaseModel):
     kid: str
 
 
-class CodeRequest(Strict):
-    """``POST /v1/codes`` (optional body): the citizen's personal code, or the code of an
-    enterprise the citizen is an agent of (SPEC.md §4, §6.3)."""
+class PersonalCodeRequest(Strict):
+    """``POST /v1/codes`` body (optional): the citizen's personal code."""
 
-    kind: Literal["personal", "enterprise"] = "personal"
-    enterprise_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")] | None = Field(
-        default=None, description="required for kind enterprise, absent otherwise")
+    kind: Literal["personal"] = "personal"
 
-    @model_validator(mode="after")
-    def _enterprise_needs_its_id(self) -> CodeRequest:
-        if (self.kind == "enterprise") != (self.enterprise_id is not None):
-            raise ValueError("enterprise_id is required for kind enterprise, and only there")
-        return self
+
+class EnterpriseCodeRequest(Strict):
+    """``POST /v1/codes`` body: the code of an enterprise the citizen is an authorised
+    agent of (SPEC.md §4, §6.3; 403 otherwise)."""
+
+    kind: Literal["enterprise"]
+    enterprise_id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
 
 
 MAX_CODE = 1024
@@ -338,3 +337,25 @@ class EnterpriseOut(BaseModel):
     agents: list[str]
     created_at: str
     updated_at: str
+
+
+# --- unified recognition (POST /v1/resolve, SPEC.md §6.3) ------------------------------
+class ResolveIn(Strict):
+    """``POST /v1/resolve``: any code."""
+
+    code: str = Field(max_length=MAX_CODE, examples=["SC1:..."])
+
+
+class ResolveOut(BaseModel):
+    """What a partner learns of a code: its kind and issuer (once recognised as this
+    service's: ``null`` for a code it cannot vouch for), its validity, and the kind's
+    public information — ``enterprise`` for an enterprise code (the attributes the
+    partner's ``enterprise_attributes`` allow). Never anything personal."""
+
+    kind: str | None
+    issuer: str | None
+    valid: bool
+    reason: Reason
+    verified_at: str
+    code_expires_at: str | None = None
+    enterprise: dict[str, str | list[str]] | None = None

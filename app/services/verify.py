@@ -158,15 +158,21 @@ class VerifyService:
             raise ScopeNotAllowed(f"this partner is not registered for scene {scene}")
         if scene not in partner.scenes:
             raise SceneNotAllowed(f"this partner is not registered for scene {scene}")
+        now = await self.take(partner)
+        return await self.verify(partner=partner, policy=policy, code=code,
+                                 checkpoint=checkpoint, direction=direction, now=now,
+                                 request_id=request_id)
+
+    async def take(self, partner: Partner) -> float:
+        """Take one request from the partner's rate budget (shared by verify and
+        resolve) and return ``now``; :class:`RateLimited` when it is spent."""
         now = self._clock()
         rate = partner.rate_limit_per_second or self._default_rate
         wait = await self._limiter.take(partner.client_id, per_second=rate, now=now)
         if wait > 0:
             self._metrics.rate_limited.inc()
             raise RateLimited("rate limit exceeded", retry_after=math.ceil(wait))
-        return await self.verify(partner=partner, policy=policy, code=code,
-                                 checkpoint=checkpoint, direction=direction, now=now,
-                                 request_id=request_id)
+        return now
 
     async def verify(
         self,

@@ -249,3 +249,152 @@ async def test_suspension_and_removal_revoke_unexpired_codes(api: Api) -> None:
     await api.client.put("/v1/admin/subjects/agent-2", headers=api.admin,
                          json={"status": "suspended"})
     assert (await api.verify(gov, second, "government")).json()["reason"] == "revoked"
+
+
+# --- item 5: POST /v1/resolve ---------------------------------------------------------
+async def resolve(api: Api, partner: dict[str, Any], code: Any) -> Any:
+    return await api.client.post("/v1/resolve", headers=partner["headers"], json={"code": code})
+
+
+async def test_resolve_names_every_kind_and_shows_nothing_personal(api: Api) -> None:
+    from suishen.keys import offline as koff
+    from suishen.keys.algorithms import Alg, PrivateKey
+
+    await put_enterprise(api)
+    await api.client.put("/v1/admin/subjects/agent-1", headers=api.admin,
+                         json={"status": "active", "attributes": {"name": "李四"}})
+    gov = await window(api, allowed=["name", "licences"])
+    personal = await api.code("agent-1")
+    r = await resolve(api, gov, personal)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert {k: body[k] for k in ("kind", "issuer", "valid", "reason")} == {
+        "kind": "personal", "issuer": "urn:suishen", "valid": True, "reason": "ok"}
+    assert not {"subject", "attributes", "enterprise"} & body.keys()
+    assert "李四" not in r.text
+
+    code = (await enterprise_code(api, "agent-1")).json()["code"]
+    body = (await resolve(api, gov, code)).json()
+    assert body["kind"] == "enterprise" and body["valid"] is True
+    assert body["enterprise"] == {"name": BODY["name"], "licences": ["ICP-1", "EDI-2"]}
+    assert not {"subject", "attributes"} & body.keys()
+
+    # an offline code, made on a registered device
+    key = PrivateKey.generate(Alg.ES256)
+    r = await api.client.post("/v1/devices", headers=await api.citizen("rider"),
+                              json={"name": "phone", "keys": [key.public().jwk_members()]})
+    assert r.status_code == 201, r.text
+    import base64
+
+    raw = r.json()["credentials"][0]["credential"]
+    credential = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+    offline = koff.make_code(key, credential, iat=int(api.runtime.now()))
+    body = (await resolve(api, gov, offline)).json()
+    assert (body["kind"], body["valid"], body["issuer"]) == ("offline", True, "urn:suishen")
+
+    for text, reason in (("XY9:ABC", "unsupported_version"), ("SC1:%%%", "malformed"),
+                         (personal[:-4] + "0000", None)):
+        body = (await resolve(api, gov, text)).json()
+        assert body["valid"] is False and body["kind"] is None and body["issuer"] is None
+        if reason:
+            assert body["reason"] == reason
+
+
+async def test_resolve_never_consumes_a_single_use_code(api: Api) -> None:
+    metro = await api.partner(["metro"])
+    code = await api.code("rider-2")
+    for _ in range(3):
+        assert (await resolve(api, metro, code)).json()["valid"] is True
+    r = await api.verify(metro, code, "metro", direction="in")
+    assert r.json()["valid"] is True
+    assert (await api.verify(metro, code, "metro", direction="in")).json()["reason"] == "replayed"
+    assert (await resolve(api, metro, code)).json()["valid"] is True  # still judged valid
+
+
+async def test_resolve_judges_revocation_and_is_audited(api: Api) -> None:
+    await put_enterprise(api)
+    gov = await window(api)
+    code = (await enterprise_code(api, "agent-1")).json()["code"]
+    await put_enterprise(api, status="suspended")
+    body = (await resolve(api, gov, code)).json()
+    assert body == {**body, "kind": "enterprise", "valid": False, "reason": "revoked"}
+    assert "enterprise" not in body
+    await api.runtime.audit.flush()
+    r = await api.client.get("/v1/me/verifications", headers=await api.citizen("agent-1"))
+    assert r.json()["items"][0]["scene"] == "resolve"
+    assert r.json()["items"][0]["result"] == "revoked"
+
+
+async def test_resolve_needs_a_partner_and_a_valid_body(api: Api) -> None:
+    r = await api.client.post("/v1/resolve", json={"code": "SC1:"})
+    assert r.status_code == 401
+    r = await api.client.post("/v1/resolve", headers=await api.citizen("c"),
+                              json={"code": "SC1:"})
+    assert r.status_code == 401
+    gov = await window(api)
+    for bad in ({}, {"code": 5}, {"code": "x" * 1025}, {"code": "SC1:", "scene": "metro"}):
+        r = await api.client.post("/v1/resolve", headers=gov["headers"], json=bad)
+        assert r.status_code == 422, bad
+    r = await api.client.post("/v1/resolve", headers={**gov["headers"],
+                                                       "content-type": "application/json"},
+                              content=b'{"code": "\xff"}')
+    assert r.status_code == 422
+
+
+async def test_resolve_is_rate_limited_like_verify(api: Api) -> None:
+    gov = await window(api)
+    gate = await api.partner(["library"], rate_limit_per_second=2)
+    code = await api.code("c-rate")
+    answers = [await resolve(api, gate, code) for _ in range(2)]
+    answers.append(await api.verify(gate, code, "library"))  # one budget for both
+    assert [a.status_code for a in answers][:2] == [200, 200]
+    assert answers[2].status_code == 429 and "Retry-After" in answers[2].headers
+    assert (await resolve(api, gov, code)).status_code == 200  # another partner's budget
+
+
+def test_sdk_partner_client_resolves_against_the_running_service(tmp_path: Any) -> None:
+    """``PartnerClient.resolve`` against a real server process (uvicorn in a thread):
+    typed result, the same :class:`Reason` enum, nothing personal."""
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    from suishen.app.main import create_app
+    from suishen.sdk.client import PartnerClient, ResolveResult
+    from suishen.verifiers.reasons import Reason
+    from tests.api.conftest import ADMIN_TOKEN, make_settings
+    from tests.contract.servers import free_port
+
+    app = create_app(make_settings(tmp_path))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started:
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.05)
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        assert httpx.put(url + "/v1/admin/enterprises/acme", headers=admin,
+                         json=BODY).status_code == 200
+        p = httpx.post(url + "/v1/admin/partners", headers=admin, json={
+            "name": "Window", "scenes": ["government"],
+            "enterprise_attributes": ["uscc"]}).json()
+        token = httpx.post(url + "/v1/dev/citizen-token", json={"sub": "agent-1"}).json()
+        citizen = {"Authorization": f"Bearer {token['access_token']}"}
+        code = httpx.post(url + "/v1/codes", headers=citizen,
+                          json={"kind": "enterprise", "enterprise_id": "acme"}).json()["code"]
+        client = PartnerClient(url, p["client_id"], p["client_secret"])
+        found = client.resolve(code)
+        assert isinstance(found, ResolveResult) and found.reason is Reason.OK
+        assert (found.kind, found.issuer, found.valid) == ("enterprise", "urn:suishen", True)
+        assert found.enterprise == {"uscc": USCC} and found.code_expires_at
+        other = client.resolve("HC1:NCFOXN")
+        assert other.reason is Reason.UNSUPPORTED_VERSION and other.kind is None
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
