@@ -25,6 +25,7 @@ from suishen.app.events import EventDispatcher
 from suishen.app.observability import GaugeLoop, Metrics
 from suishen.app.services.audit import AuditWriter
 from suishen.app.services.devices import DeviceService
+from suishen.app.services.gate_events import GateUploads
 from suishen.app.services.issuance import IssuanceService
 from suishen.app.services.keys import TOKENS, KeyManager, KeyView, default_overlaps
 from suishen.app.services.partners import PartnerService
@@ -60,6 +61,7 @@ class Runtime:
     devices: DeviceService
     trust: TrustService
     transit: TransitService
+    gate_events: GateUploads
     dev_idp: DevIdentityProvider | None = None
     clock: Clock = SYSTEM_CLOCK
     _key_poll: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -192,6 +194,7 @@ async def build_runtime(
         dev_idp=dev_idp,
         devices=devices,
         transit=transit,
+        gate_events=GateUploads(db, verifier=verifier, transit=transit, clock=clock),
         trust=TrustService(
             db, keys, slot_seconds=settings.offline_slot_seconds,
             list_size=settings.offline_status_list_size,

@@ -159,6 +159,8 @@ class VerificationItem(BaseModel):
     direction: str | None
     result: str
     valid: bool
+    offline: bool = Field(default=False,
+                          description="decided by an offline gate, uploaded later")
 
 
 class VerificationPage(BaseModel):
@@ -166,6 +168,25 @@ class VerificationPage(BaseModel):
 
     items: list[VerificationItem]
     next_before: int | None = Field(description="pass as ?before= for the next page")
+
+
+class GateEventError(BaseModel):
+    """Why one entry of an upload was not taken (its index in ``events``)."""
+
+    index: int
+    reason: str
+    detail: str
+
+
+class GateUploadAnswer(BaseModel):
+    """``POST /v1/gate-events``: what the batch did. Re-sending it is harmless."""
+
+    accepted: int = Field(description="new decisions stored")
+    duplicates: int = Field(description="already stored from this gate: nothing changed")
+    duplicate_uses: int = Field(description="the same code already stored from another "
+                                            "gate: recorded, fared once")
+    ignored: int = Field(description="decisions the gate refused (nothing to store)")
+    errors: list[GateEventError]
 
 
 class JourneyItem(BaseModel):

@@ -57,7 +57,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 def _headers(live: dict[str, Any], path: str) -> dict[str, str]:
     if path.startswith("/v1/admin"):
         return dict(live["admin"])
-    if path == "/v1/verify":
+    if path in ("/v1/verify", "/v1/gate-events"):
         return dict(live["partner"])
     if path in ("/v1/codes", "/v1/me/verifications"):
         return dict(live["citizen"])
