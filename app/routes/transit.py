@@ -19,7 +19,13 @@ from suishen.app.deps import BodyFirst, CitizenSub, OperatorFirst, RuntimeDep
 from suishen.app.observability import request_id_var
 from suishen.app.problems import problem_response
 from suishen.app.routes.partner import authenticate_partner
-from suishen.app.schemas import MAX_CODE, GateUploadAnswer, JourneyItem, JourneyPage
+from suishen.app.schemas import (
+    MAX_CODE,
+    GateUploadAnswer,
+    JourneyItem,
+    JourneyPage,
+    fare_table_openapi,
+)
 from suishen.app.services.gate_events import MAX_CHECKPOINT, MAX_EPOCH, MAX_EVENTS
 from suishen.errors import BodyTooLarge, InvalidRequest, NotFound, UnsupportedMediaType
 from suishen.timefmt import rfc3339
@@ -43,11 +49,21 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-# Not in the OpenAPI document: the body is validated by the pure core's
-# parse_fare_table (cross-field rules a JSON Schema cannot state); README §Transit and
-# docs/transit.md describe it.
-@admin.put("/fares/{network}", include_in_schema=False)
-async def put_fares(network: NetworkPath, request: Request, runtime: RuntimeDep) -> Response:
+# The body is documented by app.schemas.fare_table_openapi() and validated by the pure
+# core's parse_fare_table (one implementation of the rules, listing every problem; an
+# unknown network too, which is why the path parameter is only documented as an enum).
+FareNetworkPath = Annotated[str, Path(min_length=1, max_length=16, pattern=r"^[a-z]+$",
+                                       json_schema_extra={"enum": ["metro", "ferry", "bus"]})]
+
+
+@admin.put(
+    "/fares/{network}",
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "application/json": {"schema": fare_table_openapi()}}}},
+    responses={422: {"description": "not a valid fare table for this network: every "
+                                    "problem is listed in `problems`"}},
+)
+async def put_fares(network: FareNetworkPath, request: Request, runtime: RuntimeDep) -> Response:
     """Create or replace the fare table of ``metro``, ``ferry`` (zones and fares) or
     ``bus`` (a flat fare); amounts in integer fen. Every problem of a refused table is
     listed in the 422's ``problems``. Applies in every process within a second."""

@@ -15,6 +15,7 @@ import pytest
 import schemathesis  # a pinned test dependency: never skipped
 import uvicorn
 from hypothesis import HealthCheck, given, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from suishen.app.deps import FailureThrottle
 from suishen.app.main import create_app
@@ -71,6 +72,13 @@ def test_openapi_conformance(live: dict[str, Any]) -> None:
     examples = 0
     def runner(operation: Any) -> Any:
         headers = _headers(live, operation.path)
+        excluded = []
+        if operation.method.upper() == "PUT" and operation.path == "/v1/admin/fares/{network}":
+            # Cross-field rules a JSON Schema cannot state: which of the two documented
+            # table shapes goes with which network (path parameter), and no fare above
+            # max_fare. A schema-valid body can therefore be a (correct) 422; every
+            # other check (no 5xx, documented statuses and answers) still runs.
+            excluded = [positive_data_acceptance]
 
         @given(case=operation.as_strategy())
         @settings(max_examples=25, deadline=None, derandomize=True, database=None,
@@ -78,7 +86,7 @@ def test_openapi_conformance(live: dict[str, Any]) -> None:
         def run(case: Any) -> None:
             nonlocal examples
             examples += 1
-            case.call_and_validate(headers=headers)
+            case.call_and_validate(headers=headers, excluded_checks=excluded)
 
         return run
 
