@@ -263,6 +263,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(transit.citizen)
     app.include_router(enterprises.admin)
     app.include_router(resolve.router)
+    app.include_router(transit.partner)
     app.include_router(public.router)
     if not settings.production:
         app.include_router(dev.router)
@@ -281,6 +282,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     app.openapi = openapi  # type: ignore[method-assign]
     limit, log = settings.max_body_bytes, settings.access_log
-    app.add_middleware(EdgeMiddleware, max_body_bytes=limit, metrics=metrics, access_log=log)
+    app.add_middleware(EdgeMiddleware, max_body_bytes=limit, metrics=metrics, access_log=log,
+                       path_limits={"/v1/gate-events": settings.gate_upload_max_bytes})
     app.fast_route("POST", "/v1/verify", partner.verify_asgi)
     return app

@@ -13,6 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from suishen.app.text import MAX_SUBJECT_CHARS, PRINTABLE_PATTERN, SUBJECT_PATTERN
 from suishen.codecs import uscc as uscc_codec
+from suishen.verifiers import transit as transit_rules
 from suishen.verifiers.enterprise import ENTERPRISE_ATTRIBUTES, EXTRA_ATTRIBUTES
 from suishen.verifiers.policy import ATTRIBUTES, SCENES
 from suishen.verifiers.reasons import Reason
@@ -188,6 +189,8 @@ class VerificationItem(BaseModel):
     direction: str | None
     result: str
     valid: bool
+    offline: bool = Field(default=False,
+                          description="decided by an offline gate, uploaded later")
 
 
 class VerificationPage(BaseModel):
@@ -195,6 +198,25 @@ class VerificationPage(BaseModel):
 
     items: list[VerificationItem]
     next_before: int | None = Field(description="pass as ?before= for the next page")
+
+
+class GateEventError(BaseModel):
+    """Why one entry of an upload was not taken (its index in ``events``)."""
+
+    index: int
+    reason: str
+    detail: str
+
+
+class GateUploadAnswer(BaseModel):
+    """``POST /v1/gate-events``: what the batch did. Re-sending it is harmless."""
+
+    accepted: int = Field(description="new decisions stored")
+    duplicates: int = Field(description="already stored from this gate: nothing changed")
+    duplicate_uses: int = Field(description="the same code already stored from another "
+                                            "gate: recorded, fared once")
+    ignored: int = Field(description="decisions the gate refused (nothing to store)")
+    errors: list[GateEventError]
 
 
 class JourneyItem(BaseModel):
@@ -227,6 +249,51 @@ def verify_openapi() -> tuple[dict[str, Any], dict[str, Any]]:
         [VerifyBody, VerifyAnswer], ref_template="#/components/schemas/{name}"
     )
     return {"request": body, "answer": answer}, components
+
+
+# --- fare tables (SPEC.md §6.2) -------------------------------------------------------
+# The documented shape of ``PUT /v1/admin/fares/{network}``. The route validates with
+# the pure core's parse_fare_table (one implementation of the rules); these types only
+# publish them. What a JSON Schema cannot say: which shape goes with which network
+# (metro and ferry: zones; bus: flat), and that no fare exceeds ``max_fare``.
+_IDENT = r"^[A-Za-z0-9._:/-]{1,64}$"
+Fen = Annotated[int, msgspec.Meta(ge=0, le=transit_rules.MAX_FEN,
+                                  description="integer fen (never a float)")]
+StationId = Annotated[str, msgspec.Meta(pattern=_IDENT)]
+Zone = Annotated[int, msgspec.Meta(ge=0, le=transit_rules.MAX_ZONE)]
+ZonesCrossed = Annotated[str, msgspec.Meta(pattern=r"^(0|[1-9][0-9]{0,3})$")]
+
+
+class EntryExitFareTable(msgspec.Struct, forbid_unknown_fields=True):
+    """A metro or ferry fare table: stations in zones, a fare per number of zones
+    crossed (``"0"`` required), the maximum fare, the policy for exits without entry."""
+
+    operator: Annotated[str, msgspec.Meta(pattern=_IDENT, description="who collects")]
+    zones: Annotated[dict[StationId, Zone], msgspec.Meta(
+        min_length=1, max_length=transit_rules.MAX_STATIONS,
+        description="station (a checkpoint id up to its last '-') -> zone number")]
+    fares: Annotated[dict[ZonesCrossed, Fen], msgspec.Meta(
+        min_length=1, description="zones crossed -> fen, each at most max_fare")]
+    max_fare: Fen
+    exit_without_entry: Literal["refuse", "charge_max"] = "refuse"
+
+
+class FlatFareTable(msgspec.Struct, forbid_unknown_fields=True):
+    """A bus fare table: one flat fare per tap (at most ``max_fare``)."""
+
+    operator: Annotated[str, msgspec.Meta(pattern=_IDENT, description="who collects")]
+    flat_fare: Fen
+    max_fare: Fen
+
+
+def fare_table_openapi() -> dict[str, Any]:
+    """The request body schema of ``PUT /v1/admin/fares/{network}`` (inlined)."""
+    (entry_exit, flat), components = msgspec.json.schema_components(
+        [EntryExitFareTable, FlatFareTable], ref_template="{name}")
+    del entry_exit, flat
+    shapes = [components["EntryExitFareTable"], components["FlatFareTable"]]
+    shapes[0]["properties"]["fares"]["required"] = ["0"]  # a journey within one zone
+    return {"oneOf": shapes}
 
 
 # --- devices and offline credentials (SPEC.md §6.1) -----------------------------------

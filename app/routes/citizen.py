@@ -84,6 +84,7 @@ async def my_verifications(
             direction=e.record.direction,
             result=e.record.reason,
             valid=e.record.reason == "ok",
+            offline=e.record.offline,
         )
         for e in page.entries
     ]
