@@ -225,6 +225,10 @@ def _document_security_and_problems(doc: dict[str, Any]) -> None:
                                          "content": problem}
                 elif "content" not in responses[status]:
                     responses[status]["content"] = problem
+            for status, answer in responses.items():
+                # an error a route declares itself (e.g. 415) is problem+json too
+                if status[:1] in "45" and "content" not in answer:
+                    answer["content"] = problem
     revoke = doc.get("paths", {}).get("/v1/devices/{device_id}", {}).get("delete")
     if revoke is not None:  # the owner or an operator
         revoke["security"] = [{"citizenBearer": []}, {"operatorBearer": []}]
