@@ -26,6 +26,7 @@ from suishen.errors import (
     InvalidRequest,
     IssuanceError,
     KeyManagementError,
+    NotAnAgent,
     NotFound,
     RateLimited,
     SceneNotAllowed,
@@ -107,6 +108,7 @@ _RULES: dict[type[BaseException], _Rule] = {
     RateLimited: (429, "rate-limited", _retry_after),
     SceneNotAllowed: (403, "scene-forbidden", None),
     SubjectSuspended: (403, "suspended", None),
+    NotAnAgent: (403, "not-agent", None),
     IssuanceError: (503, "issuance", _retry_soon),
 }
 
