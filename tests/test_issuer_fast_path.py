@@ -10,7 +10,7 @@ import cbor2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from suishen.codecs import cose, sc1
+from suishen.codecs import base45, cose, sc1
 from suishen.keys.algorithms import P256_ORDER, Alg, PublicKey
 from suishen.keys.issuer import Issuer
 from suishen.keys.keyset import KeySet
@@ -109,3 +109,29 @@ def test_es256_signatures_are_low_s(keyset: KeySet, issuer: Issuer) -> None:
     for _ in range(200):  # about half the raw signatures are high-S before normalising
         s = int.from_bytes(issuer.signer.sign(message)[32:], "big")
         assert 0 < s <= P256_ORDER // 2
+
+
+def _reference_base45(data: bytes) -> str:
+    """RFC 9285 §4, written out plainly."""
+    alphabet = base45.ALPHABET
+    out = []
+    for i in range(0, len(data) - 1, 2):
+        n = data[i] * 256 + data[i + 1]
+        c, rest = n % 45, n // 45
+        out += [alphabet[c], alphabet[rest % 45], alphabet[rest // 45]]
+    if len(data) % 2:
+        out += [alphabet[data[-1] % 45], alphabet[data[-1] // 45]]
+    return "".join(out)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=300))
+def test_base45_table_is_the_rfc_encoding(data: bytes) -> None:
+    assert base45.encode(data) == _reference_base45(data)
+    assert base45.decode(base45.encode(data)) == data
+
+
+def test_base45_edges() -> None:
+    for data in (b"", b"\x00", b"\xff", b"\xff\xff", b"\x00\x00", b"AB", b"ietf!"):
+        assert base45.encode(data) == _reference_base45(data)
+    assert base45.encode(b"AB") == "BB8" and base45.encode(b"ietf!") == "QED8WEX0"
