@@ -36,6 +36,14 @@ TOKEN_MARGIN = 30
 COSE_MEDIA_TYPE = "application/cose"
 
 
+def _reason(body: dict[str, Any], what: str) -> Reason:
+    """The answer's reason; a reason this SDK does not know is a :class:`ServiceError`."""
+    try:
+        return Reason(body["reason"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ServiceError(200, f"unexpected {what} answer", str(exc)) from exc
+
+
 @dataclass(frozen=True, slots=True)
 class VerifyResult:
     """``POST /v1/verify``'s answer, typed; ``online`` tells a service answer from a
@@ -55,13 +63,9 @@ class VerifyResult:
     @classmethod
     def from_answer(cls, body: dict[str, Any]) -> VerifyResult:
         """Type a verify answer (unknown reasons from a newer service are refused)."""
-        try:
-            reason = Reason(body["reason"])
-        except (KeyError, ValueError, TypeError) as exc:
-            raise ServiceError(200, "unexpected verify answer", str(exc)) from exc
         return cls(
             valid=bool(body.get("valid")),
-            reason=reason,
+            reason=_reason(body, "verify"),
             verified_at=str(body.get("verified_at", "")),
             kind=body.get("kind"),
             subject=body.get("subject"),
@@ -90,14 +94,10 @@ class ResolveResult:
     @classmethod
     def from_answer(cls, body: dict[str, Any]) -> ResolveResult:
         """Type a resolve answer (unknown reasons from a newer service are refused)."""
-        try:
-            reason = Reason(body["reason"])
-        except (KeyError, ValueError, TypeError) as exc:
-            raise ServiceError(200, "unexpected resolve answer", str(exc)) from exc
         enterprise = body.get("enterprise")
         return cls(
             valid=bool(body.get("valid")),
-            reason=reason,
+            reason=_reason(body, "resolve"),
             verified_at=str(body.get("verified_at", "")),
             kind=body.get("kind"),
             issuer=body.get("issuer"),
