@@ -27,6 +27,17 @@ def _auth(path: Path, *, max_age: float = 300, **kwargs: Any) -> tuple[CitizenAu
     return CitizenAuth([validator], **kwargs), source
 
 
+async def _cached(tmp_path: Path, key: Any, kid: str = "a", *, max_age: float = 300,
+                  **kwargs: Any) -> tuple[CitizenAuth, JwksSource, Path, str]:
+    """An auth over a JWK Set file holding ``key``, and a token it validated at NOW."""
+    path = tmp_path / "jwks.json"
+    write_jwks(path, public_jwk(key, kid))
+    auth, source = _auth(path, max_age=max_age, **kwargs)
+    token = sign(key, "ES256", kid, claims(exp=NOW + 3600))
+    assert await auth.validate(token, now=NOW) == "citizen-42"
+    return auth, source, path, token
+
+
 async def _refused(auth: CitizenAuth, token: str, now: int) -> None:
     with pytest.raises(InvalidCitizenToken):
         await auth.validate(token, now=now)
@@ -53,11 +64,7 @@ async def test_withdrawn_key_flushes_cached_tokens(tmp_path: Path, keys: Any) ->
 
 async def test_a_load_that_only_adds_keys_keeps_the_cache(tmp_path: Path, keys: Any) -> None:
     a, b = keys
-    path = tmp_path / "jwks.json"
-    write_jwks(path, public_jwk(a, "a"))
-    auth, source = _auth(path)
-    token = sign(a, "ES256", "a", claims(exp=NOW + 3600))
-    await auth.validate(token, now=NOW)
+    auth, source, path, token = await _cached(tmp_path, a)
     write_jwks(path, public_jwk(a, "a"), public_jwk(b, "b"))  # rotation adds b
     assert await source.refresh(now=NOW + 1)
     assert token_key(token) in auth._cache
@@ -65,11 +72,7 @@ async def test_a_load_that_only_adds_keys_keeps_the_cache(tmp_path: Path, keys: 
 
 async def test_a_changed_key_under_the_same_kid_flushes(tmp_path: Path, keys: Any) -> None:
     a, b = keys
-    path = tmp_path / "jwks.json"
-    write_jwks(path, public_jwk(a, "k"))
-    auth, source = _auth(path)
-    token = sign(a, "ES256", "k", claims(exp=NOW + 3600))
-    await auth.validate(token, now=NOW)
+    auth, source, path, token = await _cached(tmp_path, a, "k")
     write_jwks(path, public_jwk(b, "k"))
     assert await source.refresh(now=NOW + 1)
     assert not auth._cache
@@ -94,11 +97,7 @@ async def test_hits_end_after_cache_seconds(tmp_path: Path, keys: Any) -> None:
     """Hits never consult the JWK Set; cache_seconds bounds how long they can go on, so
     a withdrawn key is honoured at most max_age + cache_seconds."""
     a, _ = keys
-    path = tmp_path / "jwks.json"
-    write_jwks(path, public_jwk(a, "a"))
-    auth, _source = _auth(path, max_age=40, cache_seconds=50)
-    token = sign(a, "ES256", "a", claims(exp=NOW + 3600))
-    await auth.validate(token, now=NOW)
+    auth, _source, path, token = await _cached(tmp_path, a, max_age=40, cache_seconds=50)
     write_jwks(path, public_jwk(ec.generate_private_key(ec.SECP256R1()), "other"))
     assert await auth.validate(token, now=NOW + 49) == "citizen-42"  # a hit, set stale
     await _refused(auth, token, NOW + 50)  # in full: the set reloads without key a
@@ -118,14 +117,9 @@ async def test_a_clock_before_the_validation_validates_again(tmp_path: Path, key
 async def test_only_successes_are_cached_and_no_token_is_kept(tmp_path: Path,
                                                               keys: Any) -> None:
     a, b = keys
-    path = tmp_path / "jwks.json"
-    write_jwks(path, public_jwk(a, "a"))
-    auth, _source = _auth(path)
-    forged = sign(b, "ES256", "a", claims(exp=NOW + 3600))
+    auth, _source, _path, token = await _cached(tmp_path, a)
+    forged = sign(b, "ES256", "a", claims(exp=NOW + 3600, sub="forged"))
     await _refused(auth, forged, NOW)
-    assert not auth._cache
-    token = sign(a, "ES256", "a", claims(exp=NOW + 3600))
-    await auth.validate(token, now=NOW)
     assert list(auth._cache) == [token_key(token)]
     assert all(token not in repr(entry) for entry in auth._cache.items())
     await _refused(auth, token[:-2] + ("AA" if token[-2:] != "AA" else "BB"), NOW + 1)
