@@ -96,8 +96,11 @@ class Metrics:
         self.journeys_written = Counter("suishen_journeys_written",
                                         "Journey records stored", registry=r)
         self.journeys_dropped = Counter(
-            "suishen_journeys_dropped",
-            "Journey records dropped (queue full, or refused by the database)", registry=r,
+            "suishen_journeys_dropped", "Journey records dropped (queue full)", registry=r,
+        )
+        self.journeys_dead_letter = Counter(
+            "suishen_journeys_dead_letter",
+            "Journey records the database refused for their content, set aside", registry=r,
         )
         self.journey_conflicts = Counter(
             "suishen_journey_conflicts",

@@ -138,7 +138,7 @@ async def build_runtime(
             db, state, secret=kek.derive(b"suishen:journey-slots"),
             writer=JourneyWriter(db, metrics, batch_size=settings.audit_batch_size,
                                  flush_interval=settings.audit_flush_interval_ms / 1000,
-                                 max_queue=settings.audit_queue_max),
+                                 max_queue=settings.audit_queue_max, clock=clock),
             metrics=metrics, passback_seconds=settings.passback_seconds, clock=clock,
         )
         await transit.load()

@@ -25,9 +25,17 @@ What it does (all on 127.0.0.1, every server ONE worker process, access log off)
      goal >= 1.5x the baseline's throughput and >= 0.7x the *limit* (a raw ASGI app
      decoding with msgspec and checking one signature, ``benchmarks/limit_app.py``),
      and p99 <= 2 ms at half saturation;
-   * **verify, metro** (single use, direction ``in``, every code presented once; the
-     Redis service) against the naive verify — goal >= 1.3x; p99 at half saturation is
-     printed for information;
+   * **verify, metro with journeys** (single use, every code presented once; the Redis
+     service with a metro fare table loaded, so every tap rides the journey path: the
+     citizen's open entry read in the single-use script, ``tap()``, the compare-and-set
+     of the slot, the journey record queued) against the naive verify — goal >= 1.3x;
+     p99 at half saturation is printed for information. Taps alternate entries
+     (``L1-S01``) and exits at two other stations in two zones; the 32 connections
+     deliver a citizen's taps in no fixed order, so this service runs with
+     ``SUISHEN_PASSBACK_SECONDS=0`` and ``exit_without_entry: charge_max``: every tap is
+     then valid (an entry over an open one closes it ``incomplete``, an exit without
+     entry is charged the maximum) and costs what a real ride's tap costs. The journeys
+     recorded are checked in the settlement afterwards;
    * **verify, metro on the embedded default** (single use kept in the SQLite file
      before the answer, issue 8 item 3): its ratio to the embedded library run is the
      price of durable single use.
@@ -88,6 +96,12 @@ VERIFY_RATIO_METRO = 1.3
 VERIFY_P99_MS = 2.0
 ISSUE_P99_MS = 5.0
 VALID = b'"valid":true'
+# The metro fare table of the journeys run (see the module docstring).
+METRO_FARES = {"operator": "bench-metro", "zones": {"L1-S01": 0, "L2-S12": 1, "L3-S30": 2},
+               "fares": {"0": 300, "1": 400, "2": 500}, "max_fare": 900,
+               "exit_without_entry": "charge_max"}
+METRO_TAPS = (("in", "L1-S01-G1"), ("out", "L2-S12-G3"), ("in", "L1-S01-G2"),
+              ("out", "L3-S30-G1"))
 
 
 class BenchError(RuntimeError):
@@ -314,6 +328,36 @@ def verify_requests(server: Server, token: str, codes: Sequence[str], *, scene: 
     return out
 
 
+def journey_requests(server: Server, token: str, codes: Sequence[str]) -> list[bytes]:
+    """Metro taps riding journeys: entries and exits in turn (:data:`METRO_TAPS`)."""
+    host = f"{HOST}:{server.port}"
+    headers = {"Authorization": f"Bearer {token}"}
+    out = []
+    for i, code in enumerate(codes):
+        direction, checkpoint = METRO_TAPS[i % len(METRO_TAPS)]
+        body = {"code": code, "scene": "metro", "checkpoint": checkpoint,
+                "direction": direction}
+        out.append(loadgen.build_request("POST", "/v1/verify", host, headers, body))
+    return out
+
+
+def load_fares(server: Server, admin_token: str) -> None:
+    """Put the metro fare table of the journeys run."""
+    with httpx.Client(base_url=server.url, timeout=10.0) as client:
+        _check(client.put("/v1/admin/fares/metro", json=METRO_FARES,
+                          headers={"Authorization": f"Bearer {admin_token}"}),
+               200, "metro fare table")
+
+
+def settled_journeys(server: Server, admin_token: str) -> dict[str, Any]:
+    """Today's settlement on ``server`` (UTC): the journeys the run recorded."""
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    with httpx.Client(base_url=server.url, timeout=30.0) as client:
+        return _check(client.get("/v1/admin/settlement", params={"date": day},
+                                 headers={"Authorization": f"Bearer {admin_token}"}),
+                      200, "settlement")
+
+
 def codes_from(result: loadgen.Result) -> list[str]:
     return [str(json.loads(body)["code"]) for body in result.bodies]
 
@@ -527,7 +571,8 @@ def run_bench(args: argparse.Namespace, workdir: Path, servers: list[Server]) ->
     only_issuance = args.only == "issuance"
     embedded = service("suishen-sqlite", workdir, admin_token)
     redis = service("suishen-redis", workdir, admin_token,
-                    SUISHEN_REDIS_URL=REDIS_URL, SUISHEN_REDIS_PREFIX=prefix)
+                    SUISHEN_REDIS_URL=REDIS_URL, SUISHEN_REDIS_PREFIX=prefix,
+                    SUISHEN_PASSBACK_SECONDS="0")  # every tap valid in any order: docstring
     services = (embedded,) if only_issuance else (embedded, redis)
     for server in services:
         servers.append(server)
@@ -572,6 +617,7 @@ def run_bench(args: argparse.Namespace, workdir: Path, servers: list[Server]) ->
     if only_issuance:
         return _write_json(args, bench, rows)
     s_redis = setup_service(redis, admin_token, ["metro"])
+    load_fares(redis, admin_token)
     # The codes for the library runs are minted apart from the measured runs, so those
     # can use the cheaper client (wrk keeps no bodies).
     codes = codes_from(bench.closed("mint 6,000 codes for library", embedded,
@@ -612,13 +658,12 @@ def run_bench(args: argparse.Namespace, workdir: Path, servers: list[Server]) ->
             verdict(lib_p99.result.p99 * 1000 <= VERIFY_P99_MS)),
     ]
 
-    # 3. Verify, metro (single use, direction in), Redis state: every code shown once,
-    # minted just before each run.
-    print("verify: metro (Redis state, single use)", flush=True)
+    # 3. Verify, metro with journeys (single use, entries and exits, a fare table),
+    # Redis state: every code shown once, minted just before each run.
+    print("verify: metro with journeys (Redis state, single use, fare table)", flush=True)
     minted = Minted(
         bench, s_redis,
-        lambda codes: verify_requests(redis, s_redis.partners["metro"], codes, scene="metro",
-                                      checkpoint="L2-S12-G3", direction="in"),
+        lambda codes: journey_requests(redis, s_redis.partners["metro"], codes),
         estimate=svc_lib.result.throughput)
     metro_naive = verify_requests(base, "naive-does-not-check", minted_codes(minted, 5000),
                                   scene="metro", checkpoint="L2-S12-G3", direction="in")
@@ -628,7 +673,7 @@ def run_bench(args: argparse.Namespace, workdir: Path, servers: list[Server]) ->
     half_metro = svc_metro.result.throughput / 2
     ratio = svc_metro.result.throughput / naive_metro.result.throughput
     rows += [
-        Row("verify metro+Redis, single use, sat.", svc_metro, ratio,
+        Row("verify metro+journeys+Redis, sat.", svc_metro, ratio,
             f">= {VERIFY_RATIO_METRO}x", verdict(ratio >= VERIFY_RATIO_METRO)),
         Row("verify naive baseline, saturation", naive_metro),
     ]
@@ -638,6 +683,16 @@ def run_bench(args: argparse.Namespace, workdir: Path, servers: list[Server]) ->
     rows.append(Row(f"verify metro p99 @ 50% ({half_metro:,.0f}/s)", metro_p99, None,
                     f"p99 <= {VERIFY_P99_MS:g} ms (info)",
                     verdict(metro_p99.result.p99 * 1000 <= VERIFY_P99_MS)))
+    settled = settled_journeys(redis, admin_token)
+    statuses: dict[str, int] = {}
+    for operator in settled["operators"]:
+        for status, count in operator["by_status"].items():
+            statuses[status] = statuses.get(status, 0) + count
+    print(f"  journeys recorded by the metro runs: {settled['journeys']:,} "
+          f"({', '.join(f'{k} {v:,}' for k, v in sorted(statuses.items()))}), "
+          f"{settled['fares']:,} fen", flush=True)
+    if not statuses.get("complete"):
+        raise BenchError("the metro runs recorded no complete journey")
 
     # 4. Verify, metro on the embedded default: single use kept durable in the SQLite
     # file before each answer (issue 8 item 3). Its price is the ratio to the embedded

@@ -264,3 +264,14 @@ def test_an_open_offline_entry_is_forgotten_like_the_online_slot() -> None:
     charge = metro(exit_without_entry="charge_max")
     assert _summary(pair_offline(charge, taps, forget_after=100)) == [
         (T0 + 100, "exit_without_entry", 900)]
+
+
+def test_a_tap_with_an_older_clock_than_the_entry_it_finds_is_simultaneous() -> None:
+    entry = OpenEntry("L2-S12-G1", T0 + 5)
+    early = tap(metro(), entry, direction="in", checkpoint="L2-S13-G1", now=T0,
+                passback_seconds=PASSBACK)
+    assert early.reason is Reason.PASSBACK
+    no_window = tap(metro(), entry, direction="in", checkpoint="L2-S13-G1", now=T0,
+                    passback_seconds=0)
+    assert no_window.reason is None and no_window.open_entry == OpenEntry("L2-S13-G1", T0)
+    assert [j.status for j in no_window.closed] == [JourneyStatus.INCOMPLETE]

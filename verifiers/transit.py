@@ -285,7 +285,9 @@ def tap(
     # A transit scene counts a missing direction as "in" (verifiers.policy).
     closed: tuple[Journey, ...] = ()
     if open_entry is not None:
-        if now - open_entry.at < passback_seconds:
+        # A tap whose clock reading is older than the entry it found (two requests in
+        # flight at once, two processes' clocks) counts as simultaneous with it.
+        if max(0, now - open_entry.at) < passback_seconds:
             return Step(Reason.PASSBACK, open_entry)
         closed = (Journey(table.network, table.operator, JourneyStatus.INCOMPLETE,
                           table.max_fare, open_entry.checkpoint, open_entry.at),)

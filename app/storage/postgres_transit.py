@@ -67,6 +67,22 @@ class PostgresTransit:
 
         await self._db.run(op)
 
+    async def dead_letter_journey(self, record: JourneyRecord, *, error: str,
+                                  now_ms: int) -> None:
+        async def op(conn: Any) -> None:
+            await conn.execute(
+                "INSERT INTO journey_dead_letter (failed_at_ms, error, record) "
+                "VALUES ($1, $2, $3)",
+                now_ms, error.replace("\x00", "\\0")[:500], record.as_json(),
+            )
+
+        await self._db.run(op)
+
+    async def journey_dead_letters(self) -> list[str]:
+        rows = await self._db.run(
+            lambda c: c.fetch("SELECT record FROM journey_dead_letter ORDER BY id"), retry=True)
+        return [r[0] for r in rows]
+
     async def journeys_for_subject(
         self, handle: bytes, *, limit: int, before_id: int | None = None
     ) -> list[JourneyEntry]:

@@ -72,6 +72,18 @@ class SQLiteTransit:
                 await self._conn.execute("ROLLBACK")
                 raise
 
+    async def dead_letter_journey(self, record: JourneyRecord, *, error: str,
+                                  now_ms: int) -> None:
+        async with self._lock:
+            await self._conn.execute(
+                "INSERT INTO journey_dead_letter (failed_at_ms, error, record) VALUES (?, ?, ?)",
+                (now_ms, error.replace("\x00", "\\0")[:500], record.as_json()),
+            )
+
+    async def journey_dead_letters(self) -> list[str]:
+        rows = await self._rows("SELECT record FROM journey_dead_letter ORDER BY id")
+        return [r[0] for r in rows]
+
     async def journeys_for_subject(
         self, handle: bytes, *, limit: int, before_id: int | None = None
     ) -> list[JourneyEntry]:

@@ -50,6 +50,16 @@ class JourneyRecord:
                 j.fare, j.entry_checkpoint, j.entered_at, j.exit_checkpoint, j.exited_at,
                 self.offline)
 
+    def as_json(self) -> str:
+        """The record as ASCII-only JSON (NUL and lone surrogates escaped, the handle in
+        hex): storable anywhere, for the dead-letter table."""
+        import json
+
+        values = dict(zip(JOURNEY_COLUMNS.replace(" ", "").split(","), self.as_row(),
+                          strict=True))
+        values["subject_handle"] = bytes(self.subject_handle).hex()
+        return json.dumps(values, ensure_ascii=True, sort_keys=True)
+
     @classmethod
     def from_row(cls, values: Sequence[Any]) -> JourneyRecord:
         """Inverse of :meth:`as_row` (drivers may give the handle as a memoryview)."""
@@ -124,6 +134,13 @@ class TransitRepository(Protocol):
 
     async def append_journeys(self, records: Sequence[JourneyRecord]) -> None:
         """Store a batch of journey records (all or nothing)."""
+
+    async def dead_letter_journey(self, record: JourneyRecord, *, error: str,
+                                  now_ms: int) -> None:
+        """Set aside a record the database refused for its content."""
+
+    async def journey_dead_letters(self) -> list[str]:
+        """The records set aside (JSON text), oldest first."""
 
     async def journeys_for_subject(
         self, handle: bytes, *, limit: int, before_id: int | None = None

@@ -11,6 +11,15 @@
   before expiry), or — against a production posture, where that endpoint does not exist —
   from the file named by ``SUISHEN_LOADTEST_CITIZEN_TOKENS`` (lines ``<sub> <token>``).
 
+* **fares**: the metro fare table of :func:`loadtests.common.offline.metro_table`
+  (``PUT /v1/admin/fares/metro``), so that rides are real journeys with fares — unless
+  ``SUISHEN_LOADTEST_FARES=keep`` (a target whose own table must stay; fares are then
+  not checked);
+* **riders**: a metro rider or an offline gate needs a citizen nobody else rides with
+  (journeys are per citizen): :meth:`City.rider` hands out pool citizens one each, and
+  registers more when the pool is used up (development identity provider only; with a
+  token file, give at least as many tokens as riders and gates).
+
 Setup traffic goes through its own ``requests`` session, so it never shows in the load
 statistics. Each load process (a Locust worker) sets up its own partners once, lazily,
 on first use (:func:`get_city`); names carry a run id so that runs never collide.
@@ -29,7 +38,9 @@ from typing import Any
 
 import requests
 
+from loadtests.common.offline import Device, metro_table, parsed_metro_table
 from suishen.verifiers.policy import ATTRIBUTES, SCENES
+from suishen.verifiers.transit import FareTable
 
 # What each venue kind may see (SPEC §4: the intersection with the citizen's attributes):
 # the scenes the user classes of locustfile.py exercise, by the names of the one scene
@@ -64,6 +75,7 @@ class Config:
     citizens: int = 200
     rate_limit: int = 100_000
     citizen_tokens_file: str | None = None
+    install_fares: bool = True
     run_id: str = field(default_factory=lambda: secrets.token_hex(3))
 
     @classmethod
@@ -77,6 +89,7 @@ class Config:
             citizens=int(os.environ.get("SUISHEN_LOADTEST_CITIZENS", "200")),
             rate_limit=int(os.environ.get("SUISHEN_LOADTEST_RATE_LIMIT", "100000")),
             citizen_tokens_file=os.environ.get("SUISHEN_LOADTEST_CITIZEN_TOKENS") or None,
+            install_fares=os.environ.get("SUISHEN_LOADTEST_FARES", "install") != "keep",
         )
 
 
@@ -137,6 +150,9 @@ class City:
         self.session = requests.Session()
         self.partners: dict[str, Partner] = {}
         self.citizens: list[Citizen] = []
+        self.fares: FareTable | None = None  # the metro table rides are checked against
+        self._free: list[Citizen] = []
+        self._lock = threading.Lock()
 
     # --- setup --------------------------------------------------------------------
     def setup(self) -> City:
@@ -153,20 +169,32 @@ class City:
             self.partners[scene] = Partner(scene, name, client_id,
                                            _Token(self._partner_fetcher(client_id, secret)))
         for sub, preset in self._subjects():
-            n = len(self.citizens)
-            _ok(self.session.put(
-                f"{cfg.host}/v1/admin/subjects/{sub}", headers=admin, timeout=TIMEOUT,
-                json={"status": "active", "attributes": {
-                    "name": f"Load Citizen {n}", "reader_id": f"R-{n:06d}",
-                    "transit_account": f"T-{n:08d}", "medical_insurance_id": f"M-{n:010d}",
-                }},
-            ), 200, f"upsert subject {sub}")
-            token = _Token(self._citizen_fetcher(sub, preset))
-            token.header()  # fetch now: setup, not load
-            self.citizens.append(Citizen(sub, token))
+            self.citizens.append(self._add_citizen(sub, preset))
+        self._free = list(reversed(self.citizens))
+        if cfg.install_fares:
+            operator = f"loadtest-metro-{cfg.run_id}"
+            _ok(self.session.put(f"{cfg.host}/v1/admin/fares/metro", headers=admin,
+                                 timeout=TIMEOUT, json=metro_table(operator)),
+                200, "install the metro fare table")
+            self.fares = parsed_metro_table(operator)
         for partner in self.partners.values():
             partner.auth()
         return self
+
+    def _add_citizen(self, sub: str, preset: str | None) -> Citizen:
+        cfg = self.config
+        n = len(self.citizens)
+        _ok(self.session.put(
+            f"{cfg.host}/v1/admin/subjects/{sub}",
+            headers={"Authorization": f"Bearer {cfg.admin_token}"}, timeout=TIMEOUT,
+            json={"status": "active", "attributes": {
+                "name": f"Load Citizen {n}", "reader_id": f"R-{n:06d}",
+                "transit_account": f"T-{n:08d}", "medical_insurance_id": f"M-{n:010d}",
+            }},
+        ), 200, f"upsert subject {sub}")
+        token = _Token(self._citizen_fetcher(sub, preset))
+        token.header()  # fetch now: setup, not load
+        return Citizen(sub, token)
 
     def _subjects(self) -> list[tuple[str, str | None]]:
         cfg = self.config
@@ -210,6 +238,27 @@ class City:
 
     def partner(self, scene: str) -> Partner:
         return self.partners[scene]
+
+    def rider(self) -> Citizen:
+        """A citizen no other rider or gate of this process uses (see the docstring)."""
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+            if self.config.citizen_tokens_file:
+                return random.choice(self.citizens)  # shared: give more tokens
+            sub = f"loadtest-{self.config.run_id}-r{secrets.token_hex(4)}"
+            citizen = self._add_citizen(sub, None)
+            self.citizens.append(citizen)
+            return citizen
+
+    def device(self, citizen: Citizen, *, slots: int = 3) -> Device:
+        """Register a phone for ``citizen`` (its offline credentials: ``slots`` hours)."""
+        keys = Device.new_keys(slots)
+        answer = _ok(self.session.post(
+            f"{self.config.host}/v1/devices", headers=citizen.auth(), timeout=TIMEOUT,
+            json={"name": "loadtest phone", "keys": [k.public().jwk_members() for k in keys]},
+        ), 201, "register a device")
+        return Device.from_registration(keys, answer)
 
 
 _city: City | None = None

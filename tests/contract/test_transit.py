@@ -5,6 +5,7 @@ in-process state and on Redis."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 from pathlib import Path
@@ -62,6 +63,31 @@ async def test_a_batch_is_all_or_nothing(db: Database) -> None:
     else:  # pragma: no cover - the CHECK constraint must refuse it
         raise AssertionError("a negative fare was stored")
     assert await db.transit.journeys_for_subject(handle, limit=10) == []
+
+
+async def test_a_journey_record_the_database_refuses_is_a_dead_letter(db: Database) -> None:
+    """Journey records get the audit writer's treatment (one queued writer): a record
+    refused for its content is set aside, the others are written, the queue drains."""
+    from suishen.app.observability import Metrics
+    from suishen.app.services.transit import JourneyWriter
+
+    metrics = Metrics()
+    writer = JourneyWriter(db, metrics, batch_size=50, flush_interval=60.0, max_queue=1000,
+                           clock=lambda: 1_800_000_000.0)
+    handle = os.urandom(10)
+    for i in range(10):  # fares 3 and 8 are negative: the CHECK constraint refuses them
+        writer.record(JourneyRecord(BASE_MS + i, handle, journey(-1 if i in (3, 8) else i)))
+    await writer.flush()
+    assert writer.pending == 0
+    stored = await db.transit.journeys_for_subject(handle, limit=20)
+    assert sorted(e.record.journey.fare for e in stored) == [0, 1, 2, 4, 5, 6, 7, 9]
+    dead = [d for d in map(json.loads, await db.transit.journey_dead_letters())
+            if d["subject_handle"] == handle.hex()]
+    assert sorted(d["at_ms"] for d in dead) == [BASE_MS + 3, BASE_MS + 8]
+    assert all(d["fare"] == -1 for d in dead)
+    sample = metrics.registry.get_sample_value
+    assert sample("suishen_journeys_dead_letter_total") == 2
+    assert sample("suishen_journeys_written_total") == 8
 
 
 # --- gate uploads ---------------------------------------------------------------------

@@ -323,3 +323,55 @@ def test_entry_through_one_exit_through_the_other_and_200_concurrent_exits_fare_
     mine = httpx.get(a.url + "/v1/me/journeys", headers=citizen).json()["items"]
     assert [(j["status"], j["fare"], j["entry_checkpoint"], j["exit_checkpoint"])
             for j in mine] == [("complete", 400, "L1-S01-G1", "L2-S12-G3")]
+
+
+def test_offline_taps_uploaded_to_two_processes_pair_into_one_journey(
+    cluster: tuple[Server, Server],
+) -> None:
+    """Issue 10 item 3 on PostgreSQL: the exit gate uploads to one process, the entry
+    gate to the other, later; the journey pairs, a re-sent batch changes nothing."""
+    import base64
+
+    from suishen.keys import offline as koff
+    from suishen.keys.algorithms import Alg, PrivateKey
+
+    a, b = cluster
+    table = {"operator": "metro-co", "zones": {"L1-S01": 1, "L2-S12": 2},
+             "fares": {"0": 300, "1": 400}, "max_fare": 900, "exit_without_entry": "refuse"}
+    assert httpx.put(a.url + "/v1/admin/fares/metro", headers=a.admin,
+                     json=table).status_code == 200
+    sub = f"c-offline-{secrets.token_hex(3)}"
+    citizen = a.citizen(sub)
+    key = PrivateKey.generate(Alg.ES256)
+    r = httpx.post(a.url + "/v1/devices", headers=citizen,
+                   json={"name": "phone", "keys": [key.public().jwk_members()]})
+    assert r.status_code == 201, r.text
+    text = r.json()["credentials"][0]["credential"]
+    credential = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    nbf = koff.parse_code(koff.make_code(key, credential, iat=1)).credential.claims.nbf
+    now = int(time.time())
+    # close to now: the service's keys were made when the cluster started, and a code is
+    # verified as of when the gate decided (a time before the key existed is unknown_key)
+    t_in = max(nbf, now - 3)
+    t_out = now
+
+    def event(at: int, direction: str, checkpoint: str, counter: int) -> dict[str, object]:
+        return {"code": koff.make_code(key, credential, iat=at, counter=counter),
+                "scene": "metro", "direction": direction, "checkpoint": checkpoint,
+                "decided_at": at, "valid": True}
+
+    entry = event(t_in, "in", "L1-S01-G1", 1)
+    exit_ = event(t_out, "out", "L2-S12-G3", 2)
+    gate = a.register_partner(["metro"])
+    on_a, on_b = a.partner_headers(gate), b.partner_headers(gate)
+    first = httpx.post(b.url + "/v1/gate-events", headers=on_b, json={"events": [exit_]})
+    assert first.json()["accepted"] == 1, first.text
+    second = httpx.post(a.url + "/v1/gate-events", headers=on_a, json={"events": [entry]})
+    assert second.json()["accepted"] == 1, second.text
+    again = httpx.post(b.url + "/v1/gate-events", headers=on_b,
+                       json={"events": [entry, exit_]}).json()
+    assert (again["accepted"], again["duplicates"]) == (0, 2), again
+    mine = httpx.get(b.url + "/v1/me/journeys", headers=citizen).json()["items"]
+    assert [(j["status"], j["fare"], j["offline"]) for j in mine] == [("complete", 400, True)]
+    seen = httpx.get(a.url + "/v1/me/verifications", headers=citizen).json()["items"]
+    assert sorted((i["direction"], i["offline"]) for i in seen) == [("in", True), ("out", True)]

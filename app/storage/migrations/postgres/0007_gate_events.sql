@@ -17,3 +17,10 @@ CREATE INDEX IF NOT EXISTS gate_events_use ON gate_events (use_key);
 CREATE INDEX IF NOT EXISTS journeys_subject_network ON journeys (subject_handle, network);
 
 ALTER TABLE audit ADD COLUMN IF NOT EXISTS offline boolean NOT NULL DEFAULT false;
+
+CREATE TABLE IF NOT EXISTS journey_dead_letter (
+    id           bigserial PRIMARY KEY,
+    failed_at_ms bigint NOT NULL,
+    error        text NOT NULL,
+    record       text NOT NULL
+);

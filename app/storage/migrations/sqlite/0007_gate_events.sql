@@ -24,3 +24,12 @@ CREATE INDEX IF NOT EXISTS journeys_subject_network ON journeys (subject_handle,
 
 -- Verification history rows uploaded by offline gates are marked (GET /v1/me/verifications).
 ALTER TABLE audit ADD COLUMN offline INTEGER NOT NULL DEFAULT 0;
+
+-- Journey records the database refused for their content (like audit_dead_letter): set
+-- aside by the queued writer so that one bad record never blocks the others.
+CREATE TABLE IF NOT EXISTS journey_dead_letter (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    failed_at_ms INTEGER NOT NULL,
+    error        TEXT NOT NULL,
+    record       TEXT NOT NULL
+);
