@@ -26,7 +26,7 @@ from suishen.app.observability import GaugeLoop, Metrics
 from suishen.app.services.audit import AuditWriter
 from suishen.app.services.devices import DeviceService
 from suishen.app.services.issuance import IssuanceService
-from suishen.app.services.keys import TOKENS, KeyManager, KeyView, default_overlaps
+from suishen.app.services.keys import TOKENS, VENUES, KeyManager, KeyView, default_overlaps
 from suishen.app.services.partners import PartnerService
 from suishen.app.services.ratelimit import RateLimiter
 from suishen.app.services.subjects import SubjectService
@@ -120,6 +120,8 @@ async def build_runtime(
         )
         await subjects.load_suspended()
         await ensure_anchor(db, keys, kek, alg=settings.signing_alg, now=int(clock()))
+        await ensure_anchor(db, keys, kek, alg=settings.signing_alg, now=int(clock()),
+                            name=VENUES)
         devices = DeviceService(
             db, state, keys=keys, subjects=subjects,
             slot_seconds=settings.offline_slot_seconds, slots=settings.offline_slots,

@@ -66,15 +66,17 @@ class _Built:
 
 
 async def ensure_anchor(db: Database, keys: KeyManager, kek: KeyEncryptionKey, *,
-                        alg: Alg, now: int) -> None:
+                        alg: Alg, now: int, name: str = ANCHOR) -> None:
     """Create the trust-anchor key set if missing (the first process to store it wins)
-    and load it into ``keys`` (as the ``anchor`` view)."""
-    if await db.keysets.load(ANCHOR) is None:
-        created = create_keyset(ANCHOR, kek, now=now, alg=alg)  # no blinding secrets
-        if await db.keysets.save(ANCHOR, created, expected_version=None):
-            log.info("created key set", extra={"event": f"keyset-created:{ANCHOR}"})
-    await keys.refresh(ANCHOR)
-    keys.view(ANCHOR).keyset.check_kek(kek)
+    and load it into ``keys`` (as the ``anchor`` view). ``name`` = ``venues`` does the
+    same for the venue key set (:mod:`suishen.app.services.venues`): both are long-lived
+    signing-only sets next to ``codes``."""
+    if await db.keysets.load(name) is None:
+        created = create_keyset(name, kek, now=now, alg=alg)  # no blinding secrets
+        if await db.keysets.save(name, created, expected_version=None):
+            log.info("created key set", extra={"event": f"keyset-created:{name}"})
+    await keys.refresh(name)
+    keys.view(name).keyset.check_kek(kek)
 
 
 def bundle_keys(keyset: KeySet, now: int) -> list[codec.BundleKey]:
