@@ -48,6 +48,7 @@ from suishen.app.storage.base import (
 )
 from suishen.app.storage.postgres_devices import PostgresDevices
 from suishen.app.storage.postgres_transit import PostgresTransit
+from suishen.app.storage.postgres_venues import PostgresVenues
 from suishen.errors import BackendUnavailable, ConfigError, StorageError, describe
 from suishen.keys.keyset import KeySet
 
@@ -122,6 +123,7 @@ class PostgresDatabase:
         self.audit = _Audit(self)
         self.devices = PostgresDevices(self)
         self.transit = PostgresTransit(self)
+        self.venues = PostgresVenues(self)
 
     @classmethod
     async def open(

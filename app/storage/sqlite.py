@@ -29,6 +29,7 @@ from suishen.app.storage.base import (
 )
 from suishen.app.storage.sqlite_devices import SQLiteDevices
 from suishen.app.storage.sqlite_transit import SQLiteTransit
+from suishen.app.storage.sqlite_venues import SQLiteVenues
 from suishen.errors import BackendUnavailable, StorageError
 from suishen.keys.keyset import KeySet
 
@@ -47,6 +48,7 @@ class SQLiteDatabase:
         self.audit = _Audit(conn, self._write_lock)
         self.devices = SQLiteDevices(conn, self._write_lock)
         self.transit = SQLiteTransit(conn, self._write_lock)
+        self.venues = SQLiteVenues(conn, self._write_lock)
 
     @classmethod
     async def open(cls, path: str | Path, *, clock: Clock = SYSTEM_CLOCK) -> SQLiteDatabase:
