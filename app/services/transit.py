@@ -21,21 +21,18 @@ again on what it found: of 200 concurrent exits exactly one closes the journey.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
 import logging
-from collections import deque
-from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 
 from suishen.app.clock import SYSTEM_CLOCK, Clock
 from suishen.app.observability import Metrics
+from suishen.app.services.queued import QueuedWriter
 from suishen.app.storage.base import Database, Event, StateBackend
 from suishen.app.storage.transit import JourneyEntry, JourneyRecord
-from suishen.errors import BackendUnavailable, StorageError
+from suishen.errors import BackendUnavailable
 from suishen.verifiers.transit import (
     NETWORKS,
     FareTable,
@@ -75,100 +72,18 @@ def decode_entry(value: bytes | None) -> OpenEntry | None:
     return OpenEntry(checkpoint, at)
 
 
-class JourneyWriter:
-    """Journey records into the database, off the hot path: like the audit writer
-    (:mod:`suishen.app.services.audit`) — queued in memory, written in batches, retried
+class JourneyWriter(QueuedWriter[JourneyRecord]):
+    """Journey records into the database, off the hot path: the shared queued writer
+    (:mod:`suishen.app.services.queued`) — queued in memory, written in batches, retried
     with backoff while the database is down, drained on a graceful stop."""
 
     def __init__(self, db: Database, metrics: Metrics, *, batch_size: int,
                  flush_interval: float, max_queue: int) -> None:
-        self._db = db
-        self._metrics = metrics
-        self._batch_size = batch_size
-        self._interval = flush_interval
-        self._max_queue = max_queue
-        self._queue: deque[JourneyRecord] = deque()
-        self._wakeup = asyncio.Event()
-        self._flush_lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
-
-    def record(self, record: JourneyRecord) -> None:
-        """Queue a record (never blocks, never raises)."""
-        if len(self._queue) >= self._max_queue:
-            self._queue.popleft()
-            self._metrics.journeys_dropped.inc()
-            log.error("journey queue full: oldest record dropped")
-        self._queue.append(record)
-        if len(self._queue) >= self._batch_size:
-            self._wakeup.set()
-
-    @property
-    def pending(self) -> int:
-        """Records not stored yet."""
-        return len(self._queue)
-
-    def start(self) -> None:
-        """Start the background writer."""
-        self._task = asyncio.create_task(self._run(), name="journey-writer")
-
-    async def flush(self) -> None:
-        """Store everything queued now (raises if the database is down)."""
-        async with self._flush_lock:
-            while self._queue:
-                batch = [self._queue[i] for i in range(min(self._batch_size, len(self._queue)))]
-                await self._write(batch)
-
-    async def _write(self, batch: Sequence[JourneyRecord]) -> None:
-        try:
-            await self._db.transit.append_journeys(batch)
-        except BackendUnavailable:
-            raise
-        except StorageError as exc:  # refused for its content: bisect, drop the bad one
-            if len(batch) > 1:
-                half = len(batch) // 2
-                await self._write(batch[:half])
-                await self._write(batch[half:])
-                return
-            log.error("journey record refused by the database: %s", exc)
-            self._metrics.journeys_dropped.inc()
-        else:
-            self._metrics.journeys_written.inc(len(batch))
-        for record in batch:  # by identity: record() may have dropped the oldest
-            if self._queue and self._queue[0] is record:
-                self._queue.popleft()
-
-    async def _run(self) -> None:
-        backoff = self._interval
-        while not self._closing:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout=backoff)
-            self._wakeup.clear()
-            try:
-                await self.flush()
-                backoff = self._interval
-            except (BackendUnavailable, StorageError) as exc:
-                backoff = min(5.0, max(backoff * 2, 0.25))
-                log.warning("journey write deferred: %s", type(exc).__name__)
-            except Exception:  # keep the writer alive whatever happens; it is logged
-                log.exception("journey writer error")
-                backoff = min(5.0, max(backoff * 2, 0.25))
-
-    async def close(self, *, timeout: float = 10.0) -> None:
-        """Stop the writer and drain the queue (up to ``timeout`` seconds)."""
-        self._closing = True
-        self._wakeup.set()
-        if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self._queue and loop.time() < deadline:
-            try:
-                await self.flush()
-            except (BackendUnavailable, StorageError):
-                await asyncio.sleep(0.2)
-        if self._queue:
-            log.error("journey records lost at shutdown: %d", len(self._queue))
+        # Looked up per batch (not bound once): the repository stays replaceable.
+        super().__init__("journey", lambda batch: db.transit.append_journeys(batch),  # noqa: PLW0108
+                         written=metrics.journeys_written, dropped=metrics.journeys_dropped,
+                         batch_size=batch_size, flush_interval=flush_interval,
+                         max_queue=max_queue)
 
 
 class TransitService:
