@@ -2,8 +2,8 @@
 Redis pub/sub and its stream, or in memory on the embedded default) update the caches
 that the hot path reads — the suspended set and cached attributes (``subject``), the key
 views (``keys``), revoked devices' credentials (``device``), fare tables (``fares``),
-everything after a gap in the feed (``resync``). A periodic re-read is the safety net
-behind the feed.
+revoked venues (``venue``), everything after a gap in the feed (``resync``). A periodic
+re-read is the safety net behind the feed.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from suishen.app.services.devices import DeviceService
 from suishen.app.services.keys import KeyManager
 from suishen.app.services.subjects import SubjectService
 from suishen.app.services.transit import TransitService
+from suishen.app.services.venues import VenueService
 from suishen.app.storage.base import Event, StateBackend
 from suishen.errors import BackendUnavailable
 
@@ -36,8 +37,10 @@ class EventDispatcher:
         refresh_seconds: float,
         devices: DeviceService | None = None,
         transit: TransitService | None = None,
+        venues: VenueService | None = None,
     ) -> None:
         self._transit = transit
+        self._venues = venues
         self._keys = keys
         self._devices = devices
         self._subjects = subjects
@@ -69,6 +72,8 @@ class EventDispatcher:
             await self._devices.apply(event)
         elif event.kind == "fares" and self._transit is not None:
             await self._transit.apply(event)
+        elif event.kind == "venue" and self._venues is not None:
+            await self._venues.apply(event)
         elif event.kind == "resync":
             await self.resync()
 
@@ -84,6 +89,8 @@ class EventDispatcher:
                     max_age=DEVICE_RELOAD_SECONDS if periodic else None)
             if self._transit is not None:
                 await self._transit.load()
+            if self._venues is not None:
+                await self._venues.load_revoked()
         except BackendUnavailable:
             log.warning("resync deferred: database unavailable")
 

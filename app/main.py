@@ -28,7 +28,7 @@ import suishen
 from suishen.app import problems
 from suishen.app.observability import EdgeMiddleware, Metrics
 from suishen.app.pages import mount_pages
-from suishen.app.routes import admin, citizen, dev, devices, partner, public, transit
+from suishen.app.routes import admin, citizen, dev, devices, partner, public, transit, venues
 from suishen.app.runtime import Runtime, build_runtime
 from suishen.app.schemas import verify_openapi
 from suishen.app.settings import Settings
@@ -252,6 +252,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(transit.admin)
     app.include_router(transit.citizen)
     app.include_router(public.router)
+    app.include_router(venues.admin)
+    app.include_router(venues.public)
+    app.include_router(venues.citizen)
     if not settings.production:
         app.include_router(dev.router)
     mount_pages(app, settings)  # /app/ and /console/ (static files, after the API routes)

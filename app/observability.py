@@ -99,6 +99,13 @@ class Metrics:
             "suishen_journeys_dropped",
             "Journey records dropped (queue full, or refused by the database)", registry=r,
         )
+        self.checkins = Counter("suishen_checkins", "Check-ins accepted", registry=r)
+        self.checkins_written = Counter("suishen_checkins_written", "Check-ins stored",
+                                        registry=r)
+        self.checkins_dropped = Counter(
+            "suishen_checkins_dropped",
+            "Check-ins dropped (queue full, or refused by the database)", registry=r,
+        )
         self.journey_conflicts = Counter(
             "suishen_journey_conflicts",
             "Journey taps decided again because another tap changed the entry first",

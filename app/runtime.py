@@ -32,6 +32,7 @@ from suishen.app.services.ratelimit import RateLimiter
 from suishen.app.services.subjects import SubjectService
 from suishen.app.services.transit import JourneyWriter, TransitService
 from suishen.app.services.trust import TrustService, ensure_anchor
+from suishen.app.services.venues import CheckinWriter, VenueService
 from suishen.app.services.verify import VerifyService
 from suishen.app.settings import Settings
 from suishen.app.storage.base import Database, StateBackend
@@ -60,6 +61,7 @@ class Runtime:
     devices: DeviceService
     trust: TrustService
     transit: TransitService
+    venues: VenueService
     dev_idp: DevIdentityProvider | None = None
     clock: Clock = SYSTEM_CLOCK
     _key_poll: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -70,6 +72,7 @@ class Runtime:
         await self.state.start()
         self.audit.start()
         self.transit.writer.start()
+        self.venues.writer.start()
         self.gauges.start()
         # Key-set versions are checked once a second, so a change made behind the
         # service's back (`suishen keys rotate` on its database) is picked up in ~1 s.
@@ -86,6 +89,7 @@ class Runtime:
         await self.gauges.close()
         await self.audit.close()
         await self.transit.writer.close()
+        await self.venues.writer.close()
         await self.state.close()
         await self.db.close()
 
@@ -138,6 +142,14 @@ async def build_runtime(
             metrics=metrics, passback_seconds=settings.passback_seconds, clock=clock,
         )
         await transit.load()
+        venues = VenueService(
+            db, state, keys=keys, limiter=RateLimiter(state, metrics),
+            secret=kek.derive(b"suishen:checkin-buckets"), metrics=metrics, clock=clock,
+            writer=CheckinWriter(db, metrics, batch_size=settings.audit_batch_size,
+                                 flush_interval=settings.audit_flush_interval_ms / 1000,
+                                 max_queue=settings.audit_queue_max),
+        )
+        await venues.load_revoked()
     except BaseException:
         await db.close()
         raise
@@ -170,6 +182,7 @@ async def build_runtime(
         credentials=devices.revoked,
         offline_lifetime=settings.offline_code_lifetime_seconds,
         transit=transit,
+        venues=venues,
     )
     runtime = Runtime(
         settings=settings,
@@ -189,11 +202,12 @@ async def build_runtime(
         admin_token=admin_token,
         events=EventDispatcher(keys=keys, subjects=subjects, metrics=metrics,
                                refresh_seconds=settings.key_refresh_seconds, devices=devices,
-                               transit=transit),
+                               transit=transit, venues=venues),
         gauges=GaugeLoop(metrics, audit=audit, db=db),
         dev_idp=dev_idp,
         devices=devices,
         transit=transit,
+        venues=venues,
         trust=TrustService(
             db, keys, slot_seconds=settings.offline_slot_seconds,
             list_size=settings.offline_status_list_size,

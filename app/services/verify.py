@@ -53,6 +53,7 @@ from suishen.verifiers.offline import DEFAULT_LIFETIME, CredentialStatus
 from suishen.verifiers.policy import SCENES, ScenePolicy
 from suishen.verifiers.reasons import Reason
 from suishen.verifiers.transit import FareTable, Journey
+from suishen.verifiers.venue import NO_VENUES, VenueTrust
 
 log = logging.getLogger("suishen.verify")
 
@@ -107,7 +108,9 @@ class VerifyService:
         credentials: CredentialStatus = NO_CREDENTIAL_STATUS,
         offline_lifetime: int = DEFAULT_LIFETIME,
         transit: TransitService | None = None,
+        venues: VenueTrust = NO_VENUES,
     ) -> None:
+        self._venues = venues  # venue codes: judged, then scene_not_allowed (SPEC §6.3)
         self._keys = keys
         self._subjects = subjects
         self._state = state
@@ -198,6 +201,7 @@ class VerifyService:
             revocations=self._subjects.revocations,
             credentials=self._credentials,
             offline_lifetime=self._offline_lifetime,
+            venues=self._venues,
         )
         expires_at = decision.expires_at
         if decision.replay_key is not None and expires_at is not None:
