@@ -242,3 +242,51 @@ async def test_checkins_survive_a_database_outage(api: Api) -> None:
     items = (await api.client.get("/v1/me/checkins",
                                   headers=await api.citizen("heidi"))).json()["items"]
     assert [i["venue"]["venue_id"] for i in items] == [venue["venue_id"]]
+
+
+async def test_gate_refuses_a_revoked_venue_after_bundle_sync(api: Api) -> None:
+    """Offline: the bundle carries the venue keys and the revoked venue ids."""
+    import time
+
+    from suishen.codecs import bundle as bcodec
+    from suishen.codecs import cose
+    from suishen.sdk.gate import Gate
+
+    venue = await register(api)
+    live = await register(api)
+    partner = await api.partner(["venue"])
+    anchor = (await api.client.get("/v1/trust-anchor")).json()
+    gate = Gate.from_anchor_jwks(anchor)
+    first = await api.client.get("/v1/trust-bundle", headers=partner["headers"])
+    bundle = gate.load_bundle(first.content)
+    active = api.runtime.keys.view("venues").keyset.active().kid
+    assert [k.kid.hex() for k in bundle.venue_keys] == [active]
+    now = int(time.time())
+    assert gate.verify(venue["code"], scene="venue", now=now).reason == "scene_not_allowed"
+    forged = venue["code"][:-2] + ("00" if venue["code"][-2:] != "00" else "11")
+    assert gate.verify(forged, scene="venue", now=now).reason in {"bad_signature",
+                                                                  "malformed"}
+    await api.client.post(f"/v1/admin/venues/{venue['venue_id']}/revoke", headers=api.admin)
+    d = await api.client.get("/v1/trust-bundle", headers=partner["headers"],
+                             params={"since": bundle.version})
+    synced = bcodec.decode(cose.decode_sign1(d.content).payload)
+    assert synced.version > bundle.version
+    assert synced.revoked_venues == (bytes.fromhex(venue["venue_id"]),)
+    gate.load_bundle(d.content)
+    assert gate.verify(venue["code"], scene="venue", now=now).reason == "revoked"
+    assert gate.verify(live["code"], scene="venue", now=now).reason == "scene_not_allowed"
+
+
+async def test_a_venue_key_rotation_gives_gates_a_new_bundle(api: Api) -> None:
+    from suishen.codecs import bundle as bcodec
+    from suishen.codecs import cose
+
+    partner = await api.partner(["venue"])
+    first = await api.client.get("/v1/trust-bundle", headers=partner["headers"])
+    version = int(first.headers["x-bundle-version"])
+    await api.client.post("/v1/admin/keys/rotate", params={"key_set": "venues"},
+                          headers=api.admin)
+    after = await api.client.get("/v1/trust-bundle", headers=partner["headers"])
+    bundle = bcodec.decode(cose.decode_sign1(after.content).payload)
+    assert bundle.version > version
+    assert sorted(k.state for k in bundle.venue_keys) == ["active", "retired"]
