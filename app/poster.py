@@ -13,7 +13,8 @@ large, the venue's name under it, as PNG or SVG.
   render it, so any script works), escaped by the XML serialiser.
 
 The name is printable text already (the API's rule, :mod:`suishen.app.text`). Pure
-apart from reading the font file.
+apart from reading the font file; the last :data:`POSTER_CACHE_SIZE` posters of each
+format are memoised (an anonymous endpoint must not draw on every request).
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ from suishen.codecs import qr
 log = logging.getLogger("suishen.poster")
 
 BOX_PIXELS = 20
+# Posters are public and a PNG takes tens of milliseconds to draw: the latest ones are
+# kept (a code and a name never change together; a revoked venue's poster is refused
+# before this is reached).
+POSTER_CACHE_SIZE = 256
 FONT_CANDIDATES = (
     "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
     "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
@@ -51,6 +56,7 @@ def _font_path() -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=32)
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     path = _font_path()
     if path is None:
@@ -58,6 +64,7 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.truetype(path, size=size)
 
 
+@functools.lru_cache(maxsize=POSTER_CACHE_SIZE)
 def poster_png(code: str, name: str) -> bytes:
     """The poster as PNG bytes: the QR of ``code``, ``name`` centred under it."""
     qr_image = Image.open(io.BytesIO(qr.render_png(code, box_size=BOX_PIXELS))).convert("L")
@@ -76,10 +83,11 @@ def poster_png(code: str, name: str) -> bytes:
     draw.text((width / 2, qr_image.height + band / 2 - BOX_PIXELS), name, fill=0, font=font,
               anchor="mm")
     buffer = io.BytesIO()
-    poster.save(buffer, format="PNG", optimize=True)
+    poster.save(buffer, format="PNG")
     return buffer.getvalue()
 
 
+@functools.lru_cache(maxsize=POSTER_CACHE_SIZE)
 def poster_svg(code: str, name: str) -> bytes:
     """The poster as a standalone SVG document (UTF-8 bytes)."""
     document = qr.render_svg(code).decode("utf-8")
