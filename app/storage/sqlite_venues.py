@@ -3,16 +3,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-import aiosqlite
-
+from suishen.app.storage.sqlite_batch import SQLiteRepository
 from suishen.app.storage.venues import CheckinEntry, CheckinRecord, Venue
-from suishen.errors import StorageError
 
 VENUE_COLUMNS = ("venue_id, name, address, kind, enterprise_id, info, code, created_at, "
                  "revoked_at")
@@ -33,16 +29,8 @@ def venue_of(row: Sequence[Any]) -> Venue:
                  int(created_at), None if revoked_at is None else int(revoked_at))
 
 
-class SQLiteVenues:
+class SQLiteVenues(SQLiteRepository):
     """Venues and check-ins on SQLite."""
-
-    def __init__(self, conn: aiosqlite.Connection, lock: asyncio.Lock) -> None:
-        self._conn = conn
-        self._lock = lock
-
-    async def _rows(self, sql: str, args: Sequence[object] = ()) -> list[Any]:
-        async with self._conn.execute(sql, tuple(args)) as cur:
-            return list(await cur.fetchall())
 
     async def insert_venue(self, venue: Venue) -> bool:
         sql = (f"INSERT INTO venues ({VENUE_COLUMNS}) "  # noqa: S608
@@ -67,22 +55,9 @@ class SQLiteVenues:
         return [r[0] for r in rows]
 
     async def append_checkins(self, records: Sequence[CheckinRecord]) -> None:
-        if not records:
-            return
-        rows = [(r.at_ms, r.subject_handle, r.venue_id) for r in records]
-        async with self._lock:
-            await self._conn.execute("BEGIN")
-            try:
-                await self._conn.executemany(
-                    "INSERT INTO checkins (at_ms, subject_handle, venue_id) VALUES (?, ?, ?)",
-                    rows)
-                await self._conn.execute("COMMIT")
-            except sqlite3.IntegrityError as exc:
-                await self._conn.execute("ROLLBACK")
-                raise StorageError(f"check-ins refused by the database: {exc}") from None
-            except BaseException:
-                await self._conn.execute("ROLLBACK")
-                raise
+        await self._insert_batch(
+            "INSERT INTO checkins (at_ms, subject_handle, venue_id) VALUES (?, ?, ?)",
+            [(r.at_ms, r.subject_handle, r.venue_id) for r in records], "check-ins")
 
     async def checkins_for_subject(
         self, handle: bytes, *, limit: int, before_id: int | None = None
