@@ -35,14 +35,9 @@ class SQLiteTransit(SQLiteRepository):
     async def journeys_for_subject(
         self, handle: bytes, *, limit: int, before_id: int | None = None
     ) -> list[JourneyEntry]:
-        sql = f"SELECT id, {JOURNEY_COLUMNS} FROM journeys WHERE subject_handle = ?"  # noqa: S608
-        args: list[object] = [handle]
-        if before_id is not None:
-            sql += " AND id < ?"
-            args.append(before_id)
-        sql += " ORDER BY id DESC LIMIT ?"
-        args.append(limit)
-        rows = await self._rows(sql, args)
+        rows = await self._subject_page(
+            f"SELECT id, {JOURNEY_COLUMNS} FROM journeys", handle,  # noqa: S608
+            limit=limit, before_id=before_id)
         return [JourneyEntry(int(r[0]), JourneyRecord.from_row(r[1:])) for r in rows]
 
     async def journeys_between(self, start_ms: int, end_ms: int) -> list[JourneyRecord]:

@@ -62,14 +62,9 @@ class SQLiteVenues(SQLiteRepository):
     async def checkins_for_subject(
         self, handle: bytes, *, limit: int, before_id: int | None = None
     ) -> list[CheckinEntry]:
-        sql = "SELECT id, at_ms, subject_handle, venue_id FROM checkins WHERE subject_handle = ?"
-        args: list[object] = [handle]
-        if before_id is not None:
-            sql += " AND id < ?"
-            args.append(before_id)
-        sql += " ORDER BY id DESC LIMIT ?"
-        args.append(limit)
-        rows = await self._rows(sql, args)
+        rows = await self._subject_page(
+            "SELECT id, at_ms, subject_handle, venue_id FROM checkins", handle, limit=limit,
+            before_id=before_id)
         return [CheckinEntry(int(r[0]), CheckinRecord(int(r[1]), bytes(r[2]), r[3]))
                 for r in rows]
 
