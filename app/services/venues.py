@@ -36,7 +36,7 @@ import math
 import os
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from typing import Any
 
 from suishen.app.clock import SYSTEM_CLOCK, Clock
@@ -59,6 +59,7 @@ from suishen.errors import (
 )
 from suishen.keys.keyring import VerificationKey
 from suishen.keys.venue import make_code
+from suishen.timefmt import day_ms
 from suishen.verifiers.reasons import Reason
 from suishen.verifiers.venue import VenueCheck, check_venue
 
@@ -241,10 +242,7 @@ class VenueService:
 
     async def visits(self, venue_id: str, day: date) -> list[tuple[int, int]]:
         """``(hour start in ms, visits)`` for every hour of ``day`` (UTC) with visits."""
-        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-        end = start + timedelta(days=1)
-        counts = await self._db.venues.visits_per_hour(
-            venue_id, int(start.timestamp() * 1000), int(end.timestamp() * 1000))
+        counts = await self._db.venues.visits_per_hour(venue_id, *day_ms(day))
         return sorted(counts.items())
 
 

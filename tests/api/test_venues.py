@@ -140,6 +140,13 @@ async def test_checkin_history_and_visits(api: Api) -> None:
     bad = await api.client.get(f"/v1/admin/venues/{venue['venue_id']}/visits",
                                params={"date": "2026-13-01"}, headers=api.admin)
     assert bad.status_code == 422
+    for edge in ("9999-12-31", "0001-01-01"):  # valid dates at the ends: never a 500
+        r = await api.client.get(f"/v1/admin/venues/{venue['venue_id']}/visits",
+                                 params={"date": edge}, headers=api.admin)
+        assert r.status_code == 200 and r.json()["total"] == 0
+        settle = await api.client.get("/v1/admin/settlement", params={"date": edge},
+                                      headers=api.admin)
+        assert settle.status_code == 200
 
 
 async def test_checkin_refusals_have_reasons(api: Api) -> None:
