@@ -5,6 +5,8 @@ views (``keys``), revoked devices' credentials (``device``), fare tables (``fare
 enterprises and their agencies (``enterprise``),
 everything after a gap in the feed (``resync``). A periodic re-read is the safety net
 behind the feed.
+revoked venues (``venue``), everything after a gap in the feed (``resync``). A periodic
+re-read is the safety net behind the feed.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from suishen.app.services.enterprises import EnterpriseService
 from suishen.app.services.keys import KeyManager
 from suishen.app.services.subjects import SubjectService
 from suishen.app.services.transit import TransitService
+from suishen.app.services.venues import VenueService
 from suishen.app.storage.base import Event, StateBackend
 from suishen.errors import BackendUnavailable
 
@@ -39,9 +42,11 @@ class EventDispatcher:
         devices: DeviceService | None = None,
         transit: TransitService | None = None,
         enterprises: EnterpriseService | None = None,
+        venues: VenueService | None = None,
     ) -> None:
         self._transit = transit
         self._enterprises = enterprises
+        self._venues = venues
         self._keys = keys
         self._devices = devices
         self._subjects = subjects
@@ -75,6 +80,8 @@ class EventDispatcher:
             await self._transit.apply(event)
         elif event.kind == "enterprise" and self._enterprises is not None:
             await self._enterprises.apply(event)
+        elif event.kind == "venue" and self._venues is not None:
+            await self._venues.apply(event)
         elif event.kind == "resync":
             await self.resync()
 
@@ -92,6 +99,8 @@ class EventDispatcher:
                 await self._transit.load()
             if self._enterprises is not None:
                 await self._enterprises.load()
+            if self._venues is not None:
+                await self._venues.load_revoked()
         except BackendUnavailable:
             log.warning("resync deferred: database unavailable")
 

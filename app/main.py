@@ -38,6 +38,7 @@ from suishen.app.routes import (
     public,
     resolve,
     transit,
+    venues,
 )
 from suishen.app.runtime import Runtime, build_runtime
 from suishen.app.schemas import codes_openapi, verify_openapi
@@ -307,6 +308,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(resolve.router)
     app.include_router(transit.partner)
     app.include_router(public.router)
+    app.include_router(venues.admin)
+    app.include_router(venues.public)
+    app.include_router(venues.citizen)
     if not settings.production:
         app.include_router(dev.router)
     mount_pages(app, settings)  # /app/ and /console/ (static files, after the API routes)

@@ -102,6 +102,17 @@ class Metrics:
             "suishen_journeys_dead_letter",
             "Journey records the database refused for their content, set aside", registry=r,
         )
+        self.checkins = Counter("suishen_checkins", "Check-ins accepted", registry=r)
+        self.checkins_written = Counter("suishen_checkins_written", "Check-ins stored",
+                                        registry=r)
+        self.checkins_dropped = Counter(
+            "suishen_checkins_dropped", "Check-ins dropped (queue full)", registry=r,
+        )
+        self.checkins_dead_letter = Counter(
+            "suishen_checkins_dead_letter",
+            "Check-ins the database refused for their content (logged without the citizen)",
+            registry=r,
+        )
         self.journey_conflicts = Counter(
             "suishen_journey_conflicts",
             "Journey taps decided again because another tap changed the entry first",

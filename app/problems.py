@@ -22,6 +22,7 @@ from suishen.app.auth.errors import AuthError, InvalidSubject
 from suishen.errors import (
     BackendUnavailable,
     BodyTooLarge,
+    CodeRefused,
     ConfigError,
     EnterpriseSuspended,
     InvalidRequest,
@@ -107,6 +108,7 @@ _RULES: dict[type[BaseException], _Rule] = {
     BodyTooLarge: (413, None, None),
     NotFound: (404, "not-found", None),
     RateLimited: (429, "rate-limited", _retry_after),
+    CodeRefused: (422, "code-refused", None),
     SceneNotAllowed: (403, "scene-forbidden", None),
     SubjectSuspended: (403, "suspended", None),
     NotAnAgent: (403, "not-agent", None),
@@ -129,8 +131,10 @@ def _domain(exc: SuishenError) -> Response:
         rule = _RULES.get(cls)
         if rule is not None:
             status, type_, headers = rule
+            reason = getattr(exc, "reason", None)  # CodeRefused: the verification reason
             return problem_response(status, str(exc) or _TITLES[status], type_=type_,
-                                    headers=headers(exc) if headers else None)
+                                    headers=headers(exc) if headers else None,
+                                    extra={"reason": reason} if isinstance(reason, str) else None)
     if isinstance(exc, BackendUnavailable):
         # the backend's own message may name hosts or paths: not for clients
         return problem_response(503, "a storage backend is unavailable; retry shortly",

@@ -28,13 +28,14 @@ from suishen.app.services.devices import DeviceService
 from suishen.app.services.enterprises import EnterpriseService
 from suishen.app.services.gate_events import GateUploads
 from suishen.app.services.issuance import IssuanceService
-from suishen.app.services.keys import TOKENS, KeyManager, KeyView, default_overlaps
+from suishen.app.services.keys import TOKENS, VENUES, KeyManager, KeyView, default_overlaps
 from suishen.app.services.partners import PartnerService
 from suishen.app.services.ratelimit import RateLimiter
 from suishen.app.services.resolve import ResolveService
 from suishen.app.services.subjects import SubjectService
 from suishen.app.services.transit import JourneyWriter, TransitService
 from suishen.app.services.trust import TrustService, ensure_anchor
+from suishen.app.services.venues import CheckinWriter, VenueService
 from suishen.app.services.verify import VerifyService
 from suishen.app.settings import Settings
 from suishen.app.storage.base import Database, StateBackend
@@ -66,6 +67,7 @@ class Runtime:
     enterprises: EnterpriseService
     resolver: ResolveService
     gate_events: GateUploads
+    venues: VenueService
     dev_idp: DevIdentityProvider | None = None
     clock: Clock = SYSTEM_CLOCK
     _key_poll: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -76,6 +78,7 @@ class Runtime:
         await self.state.start()
         self.audit.start()
         self.transit.writer.start()
+        self.venues.writer.start()
         self.gauges.start()
         # Key-set versions are checked once a second, so a change made behind the
         # service's back (`suishen keys rotate` on its database) is picked up in ~1 s.
@@ -92,6 +95,7 @@ class Runtime:
         await self.gauges.close()
         await self.audit.close()
         await self.transit.writer.close()
+        await self.venues.writer.close()
         await self.state.close()
         await self.db.close()
 
@@ -126,6 +130,8 @@ async def build_runtime(
         )
         await subjects.load_suspended()
         await ensure_anchor(db, keys, kek, alg=settings.signing_alg, now=int(clock()))
+        await ensure_anchor(db, keys, kek, alg=settings.signing_alg, now=int(clock()),
+                            name=VENUES)
         devices = DeviceService(
             db, state, keys=keys, subjects=subjects,
             slot_seconds=settings.offline_slot_seconds, slots=settings.offline_slots,
@@ -144,6 +150,14 @@ async def build_runtime(
         await transit.load()
         enterprises = EnterpriseService(db, state, subjects=subjects, clock=clock)
         await enterprises.load()
+        venues = VenueService(
+            db, state, keys=keys, limiter=RateLimiter(state, metrics),
+            secret=kek.derive(b"suishen:checkin-buckets"), metrics=metrics, clock=clock,
+            writer=CheckinWriter(db, metrics, batch_size=settings.audit_batch_size,
+                                 flush_interval=settings.audit_flush_interval_ms / 1000,
+                                 max_queue=settings.audit_queue_max),
+        )
+        await venues.load_revoked()
     except BaseException:
         await db.close()
         raise
@@ -177,6 +191,7 @@ async def build_runtime(
         offline_lifetime=settings.offline_code_lifetime_seconds,
         transit=transit,
         enterprises=enterprises,
+        venues=venues,
     )
     runtime = Runtime(
         settings=settings,
@@ -197,14 +212,16 @@ async def build_runtime(
         admin_token=admin_token,
         events=EventDispatcher(keys=keys, subjects=subjects, metrics=metrics,
                                refresh_seconds=settings.key_refresh_seconds, devices=devices,
-                               transit=transit, enterprises=enterprises),
+                               transit=transit, enterprises=enterprises, venues=venues),
         gauges=GaugeLoop(metrics, audit=audit, db=db),
         dev_idp=dev_idp,
         devices=devices,
         transit=transit,
         enterprises=enterprises,
-        resolver=ResolveService(verifier, issuer=partner_tokens.issuer),
+        resolver=ResolveService(verifier, issuer=partner_tokens.issuer,
+                                venues=venues.public_info),
         gate_events=GateUploads(db, verifier=verifier, transit=transit, clock=clock),
+        venues=venues,
         trust=TrustService(
             db, keys, slot_seconds=settings.offline_slot_seconds,
             list_size=settings.offline_status_list_size,

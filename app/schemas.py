@@ -423,6 +423,101 @@ class EnterpriseOut(BaseModel):
     updated_at: str
 
 
+# --- venues and check-ins (SPEC.md §6.3) ------------------------------------------------
+VENUE_ID_PATTERN = r"^[0-9a-f]{10}$"
+_ENTERPRISE_ID = r"^[A-Za-z0-9._-]{1,64}$"
+VenueText = Annotated[str, Field(min_length=1, max_length=200, pattern=SUBJECT_PATTERN,
+                                 description="printable, no surrounding spaces")]
+InfoKey = Annotated[str, Field(min_length=1, max_length=64, pattern=SUBJECT_PATTERN)]
+InfoValue = Annotated[str, Field(max_length=512, pattern=PRINTABLE_PATTERN,
+                                 description="printable text")]
+
+
+def _info_schema(schema: dict[str, Any]) -> None:
+    """Publish ``info`` with ``propertyNames`` (pydantic writes ``patternProperties``,
+    which would let keys outside the pattern through with any value)."""
+    pattern = schema.pop("patternProperties", {})
+    ((key_pattern, value_schema),) = pattern.items()
+    schema["additionalProperties"] = value_schema
+    schema["propertyNames"] = {"type": "string", "minLength": 1, "maxLength": 64,
+                               "pattern": key_pattern}
+
+
+class VenueIn(Strict):
+    """``POST /v1/admin/venues``: a venue or shop to register."""
+
+    name: VenueText
+    address: VenueText
+    kind: Literal["shop", "venue"]
+    enterprise_id: Annotated[str, Field(pattern=_ENTERPRISE_ID)] | None = None
+    info: Annotated[dict[InfoKey, InfoValue], Field(max_length=32)] = Field(
+        default_factory=dict, description="public information shown to visitors",
+        json_schema_extra=_info_schema)
+
+
+class VenuePublic(BaseModel):
+    """A venue's public information (what a visitor sees)."""
+
+    venue_id: str
+    name: str
+    address: str
+    kind: str
+    info: dict[str, str]
+
+
+class VenueOut(VenuePublic):
+    """A registered venue as operators see it, with its printable code."""
+
+    code: str
+    enterprise_id: str | None
+    created_at: str
+    revoked_at: str | None
+    poster: str = Field(description="path of the printable poster")
+
+
+class CheckinIn(Strict):
+    """``POST /v1/checkins``: the venue code the citizen scanned."""
+
+    code: Annotated[str, Field(min_length=1, max_length=MAX_CODE)]
+
+
+class CheckinOut(BaseModel):
+    """A check-in: the venue's public information and when."""
+
+    venue: VenuePublic
+    checked_in_at: str
+
+
+class CheckinItem(BaseModel):
+    """One of the citizen's check-ins (``venue`` is null for a venue no longer known)."""
+
+    venue: VenuePublic | None
+    checked_in_at: str
+
+
+class CheckinPage(BaseModel):
+    """A page of the citizen's check-ins, newest first."""
+
+    items: list[CheckinItem]
+    next_before: int | None = Field(description="pass as ?before= for the next page")
+
+
+class HourVisits(BaseModel):
+    """Visits in one hour (UTC)."""
+
+    hour: str
+    visits: int
+
+
+class VisitsOut(BaseModel):
+    """Visits of a venue per hour of one day: counts only, nobody is named."""
+
+    venue_id: str
+    date: str
+    total: int
+    hours: list[HourVisits]
+
+
 # --- unified recognition (POST /v1/resolve, SPEC.md §6.3) ------------------------------
 class ResolveIn(Strict):
     """``POST /v1/resolve``: any code."""
@@ -434,7 +529,8 @@ class ResolveOut(BaseModel):
     """What a partner learns of a code: its kind and issuer (once recognised as this
     service's: ``null`` for a code it cannot vouch for), its validity, and the kind's
     public information — ``enterprise`` for an enterprise code (the attributes the
-    partner's ``enterprise_attributes`` allow). Never anything personal."""
+    partner's ``enterprise_attributes`` allow), ``venue`` for a venue code (its public
+    information). Never anything personal."""
 
     kind: str | None
     issuer: str | None
@@ -443,3 +539,4 @@ class ResolveOut(BaseModel):
     verified_at: str
     code_expires_at: str | None = None
     enterprise: dict[str, str | list[str]] | None = None
+    venue: VenuePublic | None = None

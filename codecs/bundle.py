@@ -20,7 +20,15 @@ Payload (CBOR map, text keys; every member required unless marked)::
                  "nbf": uint, "exp": uint / null, "state": "active"/"retired"/"revoked"} ],
       "lists": { slot_start: {"bits": 1, "size": uint, "lst": bstr (ZLIB)} },
       "flips": { slot_start: [index, ...] }      delta only: indices newly revoked
+      "venue_keys": [ key, ... ]  optional: the venue-signing keys (same form as "keys")
+      "revoked_venues": [ bstr(5), ... ]   optional: revoked venue ids, ascending
     }
+
+The two optional members (issue 11: venue codes, :mod:`suishen.codecs.venue`) are
+written only when non-empty, so a bundle without venues is byte for byte what it was
+before; both are always complete (a delta carries them whole, like ``keys``). A revoked
+venue's printed code is refused offline by its id; a venue key is tried on every venue
+code (they carry no kid).
 
 A full bundle's ``lists`` hold the slots from the current one up to ``horizon`` (24 h
 by default); a delta's ``lists`` hold the slots that entered the horizon since
@@ -28,7 +36,8 @@ by default); a delta's ``lists`` hold the slots that entered the horizon since
 always complete (it is small). Status lists use :mod:`suishen.codecs.statuslist`.
 
 Decoding is strict and bounded: :data:`MAX_LISTS` slots, :data:`MAX_LIST_SIZE` indices
-a list, :data:`MAX_FLIPS` flipped indices a delta, :data:`MAX_KEYS` keys.
+a list, :data:`MAX_FLIPS` flipped indices a delta, :data:`MAX_KEYS` keys (and venue
+keys), :data:`MAX_REVOKED_VENUES` revoked venue ids (unique: strictly ascending).
 """
 
 from __future__ import annotations
@@ -47,6 +56,8 @@ MAX_KEYS = 64
 MAX_LISTS = 24 * 7  # a week of hourly slots
 MAX_LIST_SIZE = 1 << 27  # 134 million indices (16 MiB of bits) per slot
 MAX_FLIPS = 1 << 20
+MAX_REVOKED_VENUES = 1 << 20  # 5 MiB of ids
+VENUE_ID_BYTES = 5
 _UINT32_MAX = 0xFFFFFFFF
 
 _COMMON = frozenset(
@@ -54,6 +65,7 @@ _COMMON = frozenset(
 )
 _BUNDLE_LABELS = _COMMON | {"lists"}
 _DELTA_LABELS = _COMMON | {"since", "lists", "flips"}
+_OPTIONAL = frozenset({"venue_keys", "revoked_venues"})
 _KEY_LABELS = frozenset({"kid", "alg", "pub", "nbf", "exp", "state"})
 _LIST_LABELS = frozenset({"bits", "size", "lst"})
 
@@ -101,6 +113,8 @@ class Bundle:
     lists: dict[int, SlotList]
     since: int | None = None
     flips: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    venue_keys: tuple[BundleKey, ...] = ()
+    revoked_venues: tuple[bytes, ...] = ()  # ascending
 
     @property
     def is_delta(self) -> bool:
@@ -117,21 +131,27 @@ def encode(bundle: Bundle) -> bytes:
         "refresh_after": bundle.refresh_after,
         "expires_at": bundle.expires_at,
         "slot_seconds": bundle.slot_seconds,
-        "keys": [
-            {"kid": k.kid, "alg": k.alg, "pub": k.pub, "nbf": k.nbf, "exp": k.exp, "state": k.state}
-            for k in bundle.keys
-        ],
+        "keys": _keys_out(bundle.keys),
         "lists": {
             slot: {"bits": s.bits, "size": s.size, "lst": s.lst}
             for slot, s in sorted(bundle.lists.items())
         },
     }
+    if bundle.venue_keys:
+        body["venue_keys"] = _keys_out(bundle.venue_keys)
+    if bundle.revoked_venues:
+        body["revoked_venues"] = sorted(bundle.revoked_venues)
     if bundle.is_delta:
         body["since"] = bundle.since
         body["flips"] = {slot: list(ix) for slot, ix in sorted(bundle.flips.items())}
     data = cbor.dumps(body)
     decode(data)  # never emit what a gate would refuse
     return data
+
+
+def _keys_out(keys: tuple[BundleKey, ...]) -> list[dict[str, Any]]:
+    return [{"kid": k.kid, "alg": k.alg, "pub": k.pub, "nbf": k.nbf, "exp": k.exp,
+             "state": k.state} for k in keys]
 
 
 def decode(payload: bytes) -> Bundle:
@@ -146,8 +166,9 @@ def decode(payload: bytes) -> Bundle:
         labels = _DELTA_LABELS
     else:
         raise BundleError("bundle typ is not a trust bundle or delta")
-    if item.keys() != labels:
-        raise BundleError(f"{typ} members are not exactly {sorted(labels)}")
+    if item.keys() - _OPTIONAL != labels:
+        raise BundleError(f"{typ} members are not exactly {sorted(labels)} "
+                          f"(and optionally {sorted(_OPTIONAL)})")
     version, issued, refresh, expires, slot_seconds = (
         _uint(item, name)
         for name in ("version", "issued_at", "refresh_after", "expires_at", "slot_seconds")
@@ -174,7 +195,29 @@ def decode(payload: bytes) -> Bundle:
         lists=_lists(item["lists"]),
         since=since,
         flips=flips,
+        venue_keys=_venue_keys(item["venue_keys"]) if "venue_keys" in item else (),
+        revoked_venues=_venue_ids(item["revoked_venues"]) if "revoked_venues" in item else (),
     )
+
+
+def _venue_keys(value: Any) -> tuple[BundleKey, ...]:
+    keys = _keys(value)
+    if not keys:
+        raise BundleError("venue_keys, when present, is not empty")
+    return keys
+
+
+def _venue_ids(value: Any) -> tuple[bytes, ...]:
+    if not isinstance(value, list) or not 0 < len(value) <= MAX_REVOKED_VENUES:
+        raise BundleError(f"revoked_venues is not a list of 1..{MAX_REVOKED_VENUES} ids")
+    previous = b""
+    for venue_id in value:
+        if not isinstance(venue_id, bytes) or len(venue_id) != VENUE_ID_BYTES:
+            raise BundleError(f"a revoked venue id is not {VENUE_ID_BYTES} bytes")
+        if venue_id <= previous:
+            raise BundleError("revoked venue ids are not strictly ascending")
+        previous = venue_id
+    return tuple(value)
 
 
 def _keys(value: Any) -> tuple[BundleKey, ...]:

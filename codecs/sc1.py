@@ -64,7 +64,7 @@ from enum import IntEnum
 from functools import lru_cache
 from typing import Any
 
-from suishen.codecs import base45, cbor, cose, offline
+from suishen.codecs import base45, cbor, cose, offline, venue
 from suishen.errors import CodecError, UnsupportedVersion
 
 PREFIX = "SC1:"
@@ -148,14 +148,18 @@ def parse(text: str) -> Envelope:
     return _parse_general(data)
 
 
-def parse_code(text: str) -> Envelope | offline.OfflineCode:
-    """Like :func:`parse`, for both kinds of code: a server-signed code comes back as its
+def parse_code(text: str) -> Envelope | offline.OfflineCode | venue.VenueCode:
+    """Like :func:`parse`, for every kind of code: a server-signed code comes back as its
     :class:`Envelope`, an offline code (protected header ``{alg, kcwt}``) decoded by
-    :mod:`suishen.codecs.offline`. Typed errors as :func:`parse`."""
+    :mod:`suishen.codecs.offline`, a venue code (*untagged* COSE_Sign1, first byte
+    ``84`` instead of the tag's ``d2``) by :mod:`suishen.codecs.venue`. Typed errors as
+    :func:`parse`."""
     data = from_text(text)
     envelope = _parse_personal_layout(data)
     if envelope is not None:
         return envelope
+    if venue.is_venue_layout(data):
+        return venue.parse_bytes(data)
     fast = offline.parse_fast(data)
     if fast is not None:
         return fast

@@ -45,10 +45,12 @@ def build(
     horizon: int = DEFAULT_HORIZON,
     refresh: int = DEFAULT_REFRESH,
     lifetime: int = DEFAULT_LIFETIME,
+    venue_keys: Iterable[codec.BundleKey] = (),
+    revoked_venues: Iterable[bytes] = (),
 ) -> codec.Bundle:
     """A full bundle for the slots of :func:`horizon_slots` (those with a list size):
     ``list_sizes`` and ``revoked`` map slot starts to the size of the slot's status list
-    and its revoked indices."""
+    and its revoked indices; ``venue_keys`` and ``revoked_venues`` for venue codes."""
     lists = {}
     for slot in horizon_slots(now, slot_seconds, horizon):
         size = list_sizes.get(slot)
@@ -66,6 +68,8 @@ def build(
         slot_seconds=slot_seconds,
         keys=tuple(keys),
         lists=lists,
+        venue_keys=tuple(venue_keys),
+        revoked_venues=tuple(sorted(set(revoked_venues))),
     )
 
 
@@ -94,6 +98,8 @@ def delta(
         keys=full.keys,
         lists=new_lists,
         flips={s: ix for s, ix in held_flips.items() if ix},
+        venue_keys=full.venue_keys,
+        revoked_venues=full.revoked_venues,
     )
 
 

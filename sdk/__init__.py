@@ -27,7 +27,10 @@ Make offline codes on a device (:mod:`suishen.sdk.wallet`): ``Wallet(dir).enroll
 
 A ``Verifier`` built from a JWK Set cannot see citizen suspensions or device
 revocations, nor codes used at other gates: single use is per instance, and offline
-codes need a gate's trust bundle (without it they are ``trust_expired``).
+codes need a gate's trust bundle (without it they are ``trust_expired``). Printed venue
+codes are signed by venue keys, which only the trust bundle carries: a gate judges them
+(``bad_signature``, ``revoked`` for a revoked venue, else ``scene_not_allowed``: a venue
+code is not a citizen's credential); a ``Verifier`` from a JWK Set says ``unknown_key``.
 """
 
 from __future__ import annotations

@@ -191,6 +191,7 @@ class Gate:
             direction=direction,
             checkpoint=checkpoint,
             credentials=self.trust,
+            venues=self.trust,
             offline_lifetime=self.lifetime,
         )
         return decision.kind, decision.reason, decision.expires_at, decision.replay_key

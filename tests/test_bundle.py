@@ -217,3 +217,53 @@ def test_size_script_runs_and_reports_against_the_budgets() -> None:
     assert report["revoked_or_suspended"] == 20
     assert 0 < report["bundle_bytes"] < report["bundle_budget_bytes"]
     assert 0 < report["delta_bytes"] < report["delta_budget_bytes"]
+
+
+# --- venue codes in the bundle (issue 11 part B) ---------------------------------------
+def _with_venues(bundle: codec.Bundle, ids: tuple[bytes, ...] = (b"\x00" * 5, b"\x01" * 5)
+                 ) -> codec.Bundle:
+    return replace(bundle, venue_keys=bundle.keys, revoked_venues=ids)
+
+
+@pytest.mark.parametrize("delta", [False, True])
+def test_venue_members_round_trip_and_are_optional(delta: bool) -> None:
+    plain = sample(delta=delta)
+    assert b"venue" not in codec.encode(plain)  # without venues: the old bytes
+    with_venues = _with_venues(plain)
+    assert codec.decode(codec.encode(with_venues)) == with_venues
+
+
+@pytest.mark.parametrize("ids", [
+    [b"\x01" * 5, b"\x00" * 5],  # not ascending
+    [b"\x00" * 5, b"\x00" * 5],  # duplicate
+    [b"\x00" * 4], [b"\x00" * 6], ["0000000000"], [5], [],
+])
+def test_revoked_venues_are_strict(ids: list[Any]) -> None:
+    body = cbor.loads(codec.encode(sample()))
+    body["revoked_venues"] = ids
+    with pytest.raises(codec.BundleError):
+        codec.decode(cbor.dumps(body))
+
+
+def test_venue_keys_are_strict_and_bounded() -> None:
+    body = cbor.loads(codec.encode(_with_venues(sample())))
+    for bad in ([], "keys", [{"kid": b"k"}], body["keys"] * (codec.MAX_KEYS + 1)):
+        broken = dict(body, venue_keys=bad)
+        with pytest.raises(codec.BundleError):
+            codec.decode(cbor.dumps(broken))
+    with pytest.raises(codec.BundleError):  # unknown members stay refused
+        codec.decode(cbor.dumps(dict(body, venues_revoked=[])))
+
+
+def test_too_many_revoked_venues_are_refused_before_reading_them() -> None:
+    body = cbor.loads(codec.encode(sample()))
+    body["revoked_venues"] = [i.to_bytes(5, "big") for i in range(codec.MAX_REVOKED_VENUES + 1)]
+    with pytest.raises(codec.BundleError):
+        codec.decode(cbor.dumps(body))
+
+
+def test_a_delta_carries_the_venue_members_whole() -> None:
+    full = _with_venues(sample())
+    since = replace(sample(), version=6)
+    delta = signing.delta(full, since=since, flips={})
+    assert delta.venue_keys == full.venue_keys and delta.revoked_venues == full.revoked_venues

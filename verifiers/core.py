@@ -17,6 +17,7 @@ from typing import Protocol
 
 from suishen.codecs import offline as offline_codec
 from suishen.codecs import sc1
+from suishen.codecs import venue as venue_codec
 from suishen.errors import CodecError, UnsupportedVersion
 from suishen.keys.algorithms import Alg, UnsupportedAlgorithm
 from suishen.keys.blinding import unblind
@@ -30,6 +31,7 @@ from suishen.verifiers.offline import (
 )
 from suishen.verifiers.policy import Presentation, ScenePolicy
 from suishen.verifiers.reasons import Reason
+from suishen.verifiers.venue import NO_VENUES, VenueTrust, check_venue
 
 DEFAULT_SKEW = 30
 
@@ -77,6 +79,8 @@ class Decision:
     # An offline code (kind "offline"): its parsed form and when it stops being fresh.
     offline_code: offline_codec.OfflineCode | None = None
     offline_expires_at: int | None = None
+    # A venue code (kind "venue"): the venue id it names (SPEC §6.3).
+    venue_id: bytes | None = None
 
     @property
     def valid(self) -> bool:
@@ -105,17 +109,28 @@ def verify(
     revocations: RevocationView = NO_REVOCATIONS,
     credentials: CredentialStatus = NO_CREDENTIAL_STATUS,
     offline_lifetime: int = DEFAULT_OFFLINE_LIFETIME,
+    venues: VenueTrust = NO_VENUES,
 ) -> Decision:
     """Verify one code of either kind. See :class:`Reason` for the order of checks, and
     :mod:`suishen.verifiers.offline` for offline codes (``credentials`` is the status of
     offline credentials: the service's live state, or a gate's trust bundle; without one
-    an offline code cannot be judged and is ``trust_expired``)."""
+    an offline code cannot be judged and is ``trust_expired``). A venue code is judged
+    by :func:`suishen.verifiers.venue.check_venue` against ``venues``, then by the scene
+    policy (which accepts no ``venue`` kind: ``scene_not_allowed``)."""
     try:
         parsed = sc1.parse_code(text)  # type: ignore[arg-type]  # non-str is CodecError
     except UnsupportedVersion:
         return Decision(Reason.UNSUPPORTED_VERSION)
     except CodecError:
         return Decision(Reason.MALFORMED)
+    if isinstance(parsed, venue_codec.VenueCode):
+        checked = check_venue(parsed, venues)
+        outcome = checked.reason
+        if outcome is Reason.OK:
+            outcome = policy.check(
+                Presentation("venue", policy.name, direction, checkpoint)) or Reason.OK
+        kind = "venue" if checked.kid is not None else None
+        return Decision(outcome, checked.kid, kind, venue_id=parsed.venue_id)
     if not isinstance(parsed, sc1.Envelope):
         o = verify_offline(
             parsed, keys=keys, policy=policy, now=now, skew=skew, status=credentials,

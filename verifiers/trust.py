@@ -60,6 +60,8 @@ class TrustState:
     bundle: codec.Bundle | None = None
     keyring: KeyRing = field(default_factory=lambda: KeyRing([]))
     _lists: dict[int, StatusList] = field(default_factory=dict)
+    _venue_keys: tuple[VerificationKey, ...] = ()
+    _revoked_venues: frozenset[bytes] = frozenset()
 
     # --- taking bundles -------------------------------------------------------------
     def accept(self, signed: bytes) -> codec.Bundle:
@@ -101,12 +103,15 @@ class TrustState:
         # ``_lists`` (see :meth:`snapshot` for the full form).
         merged = replace(incoming, typ=codec.TYP_BUNDLE, since=None, flips={}, lists={})
         keyring = keyring_of(merged)
+        venue_keys = tuple(keyring_of(merged, venues=True))
         # Drop the slots that ended before the bundle was issued: nothing in them can be
         # fresh any more.
         ended = [s for s in lists if s + merged.slot_seconds + self.skew < merged.issued_at]
         for slot in ended:
             del lists[slot]
         self.bundle, self.keyring, self._lists = merged, keyring, lists
+        self._venue_keys = venue_keys
+        self._revoked_venues = frozenset(merged.revoked_venues)
         return merged
 
     def snapshot(self) -> codec.Bundle | None:
@@ -146,6 +151,14 @@ class TrustState:
             return None
         return lst.get(index) != 0
 
+    def venue_keys(self) -> tuple[VerificationKey, ...]:
+        """The bundle's venue keys (:class:`suishen.verifiers.venue.VenueTrust`)."""
+        return self._venue_keys
+
+    def venue_revoked(self, venue_id: bytes) -> bool:
+        """True for a venue the bundle lists as revoked."""
+        return venue_id in self._revoked_venues
+
     def revoked_count(self) -> dict[int, int]:
         """Per slot, how many credentials are revoked (for ``bundle inspect``)."""
         return {
@@ -154,10 +167,11 @@ class TrustState:
         }
 
 
-def keyring_of(bundle: codec.Bundle) -> KeyRing:
-    """The code-signing keys of a bundle as a verifier's key ring (public keys only)."""
+def keyring_of(bundle: codec.Bundle, *, venues: bool = False) -> KeyRing:
+    """The code-signing keys of a bundle as a verifier's key ring (public keys only);
+    ``venues``: its venue keys instead."""
     keys = []
-    for entry in bundle.keys:
+    for entry in bundle.venue_keys if venues else bundle.keys:
         try:
             alg = Alg.from_cose(entry.alg)
             public = PublicKey.from_raw(alg, entry.pub)

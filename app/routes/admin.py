@@ -81,12 +81,14 @@ async def create_partner(body: PartnerIn, runtime: RuntimeDep) -> Response:
 async def rotate_keys(
     runtime: RuntimeDep,
     alg: Annotated[Literal["EdDSA", "ES256"] | None, Query()] = None,
-    key_set: Annotated[Literal["codes", "tokens", "anchor"], Query()] = "codes",
+    key_set: Annotated[Literal["codes", "tokens", "anchor", "venues"], Query()] = "codes",
 ) -> dict[str, object]:
     """A new active signing key; the old one keeps verifying until its codes have
     expired (code lifetime + clock skew; for ``codes``, at least the offline credential
     window). ``?key_set=tokens`` rotates the partner-token key instead,
-    ``?key_set=anchor`` the trust-anchor key that signs trust bundles."""
+    ``?key_set=anchor`` the trust-anchor key that signs trust bundles, ``?key_set=venues``
+    the key that signs new venue codes (printed codes keep verifying: a retired venue
+    key verifies until it is revoked)."""
     keyset = await runtime.keys.rotate(key_set, alg=Alg.parse(alg) if alg else None)
     return {"key_set": key_set, "active": keyset.active().kid, "version": keyset.version,
             **keyset.jwks(now=int(runtime.now()))}
@@ -96,7 +98,7 @@ async def rotate_keys(
 async def revoke_key(
     runtime: RuntimeDep,
     kid: Annotated[str, Path(pattern=r"^[0-9a-f]{2,32}$")],
-    key_set: Annotated[Literal["codes", "tokens", "anchor"], Query()] = "codes",
+    key_set: Annotated[Literal["codes", "tokens", "anchor", "venues"], Query()] = "codes",
 ) -> dict[str, object]:
     """Codes signed by this key stop verifying in every process within a second, and at
     gates on their next key or trust-bundle sync."""

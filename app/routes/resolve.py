@@ -25,12 +25,12 @@ router = APIRouter(tags=["partners"], route_class=auth_first(_partner_check))
 
 @router.post("/v1/resolve", response_model=ResolveOut)
 async def resolve(body: ResolveIn, request: Request, runtime: RuntimeDep) -> Response:
-    """Any code this service issues — personal, offline, enterprise — named with its
+    """Any code this service issues — personal, offline, enterprise, venue — named with its
     kind, issuer and validity (``unsupported_version`` for other prefixes), plus what the
-    partner may see: an enterprise's permitted attributes, nothing personal. Any
-    registered partner may call it; it shares the partner's verify rate budget, never
-    consumes a single-use code, and is audited like a verification (scene
-    ``resolve``)."""
+    partner may see: an enterprise's permitted attributes, a venue's public information,
+    nothing personal. Any registered partner may call it; it shares the partner's verify
+    rate budget, never consumes a single-use code, and is audited like a verification
+    (scene ``resolve``)."""
     found = await runtime.resolver.resolve(partner=request.state.partner, code=body.code,
                                            request_id=request_id_var.get())
     out = ResolveOut(

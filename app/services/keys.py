@@ -44,6 +44,10 @@ log = logging.getLogger("suishen.keys")
 CODES = "codes"
 TOKENS = "tokens"
 ANCHOR = "anchor"  # the trust-anchor key set (app/services/trust.py)
+VENUES = "venues"  # signs printed venue codes (app/services/venues.py)
+# A retired venue key verifies until it is revoked: printed posters have no expiry. The
+# key-set model needs a window, so a rotation gives the retired key 50 years.
+VENUE_KEY_OVERLAP_SECONDS = 50 * 365 * 86_400
 _CAS_ATTEMPTS = 5
 POLL_SECONDS = 1.0
 
@@ -221,4 +225,6 @@ def default_overlaps(settings: Settings) -> dict[str, int]:
         ANCHOR: settings.trust_bundle_lifetime_seconds + settings.clock_skew_seconds,
         # Partner tokens verify up to their lifetime bound, with a 5 s leeway after it.
         TOKENS: settings.partner_token_lifetime_bound + 5,
+        # Printed venue codes outlive any rotation (docs/enterprise.md).
+        VENUES: VENUE_KEY_OVERLAP_SECONDS,
     }

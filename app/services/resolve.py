@@ -11,14 +11,14 @@ scene ``resolve`` (the citizen sees it in ``GET /v1/me/verifications``), counted
 verification metrics under that scene, and rate-limited on the partner's verify budget.
 
 What is shown per kind is one table, :data:`PUBLIC_INFO`: kind -> a function of the
-outcome and the partner that returns the extra answer members. **Adding a kind (the
-venue codes of issue 11 part B) is one entry there** (plus its judgement on the verify
-path, which resolve reuses).
+outcome and the partner that returns the extra answer members. Adding a kind is one entry there
+(plus its judgement on the verify path, which resolve reuses); venue codes answer
+``venue``, the venue's public information, looked up by its id.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,25 +27,41 @@ from suishen.app.storage.base import Partner
 from suishen.verifiers.policy import RESOLVE
 from suishen.verifiers.reasons import Reason
 
-PublicInfo = Callable[[VerifyOutcome, Partner], dict[str, Any]]
+PublicInfo = Callable[[VerifyOutcome, Partner, "VenueLookup"], Awaitable[dict[str, Any]]]
+VenueLookup = Callable[[str], Awaitable[dict[str, Any] | None]]
 
 
-def _nothing(outcome: VerifyOutcome, partner: Partner) -> dict[str, Any]:
+async def _nothing(outcome: VerifyOutcome, partner: Partner,
+                   venues: VenueLookup) -> dict[str, Any]:
     """Personal and offline codes: nothing personal (no subject, no attributes)."""
     return {}
 
 
-def _enterprise(outcome: VerifyOutcome, partner: Partner) -> dict[str, Any]:
+async def _enterprise(outcome: VerifyOutcome, partner: Partner,
+                      venues: VenueLookup) -> dict[str, Any]:
     """Enterprise codes: the enterprise attributes the partner's registration allows
     (the agent stays anonymous)."""
     return {} if outcome.enterprise is None else {"enterprise": outcome.enterprise}
+
+
+async def _venue(outcome: VerifyOutcome, partner: Partner,
+                 venues: VenueLookup) -> dict[str, Any]:
+    """Venue codes: the venue's public information (what its poster shows anyone)."""
+    if outcome.venue_id is None:
+        return {}
+    info = await venues(outcome.venue_id)
+    return {} if info is None else {"venue": info}
+
+
+async def _no_venues(venue_id: str) -> dict[str, Any] | None:
+    return None
 
 
 PUBLIC_INFO: dict[str, PublicInfo] = {
     "personal": _nothing,
     "offline": _nothing,
     "enterprise": _enterprise,
-    # "venue": the venue's public information (issue 11 part B) plugs in here.
+    "venue": _venue,
 }
 
 # Reasons that say the code is not one this service can vouch for: no issuer is named.
@@ -71,9 +87,11 @@ class Resolution:
 class ResolveService:
     """Unified recognition on top of the verify path."""
 
-    def __init__(self, verifier: VerifyService, *, issuer: str) -> None:
+    def __init__(self, verifier: VerifyService, *, issuer: str,
+                 venues: VenueLookup = _no_venues) -> None:
         self._verifier = verifier
         self._issuer = issuer
+        self._venues = venues  # venue id (hex) -> its public information
 
     async def resolve(self, *, partner: Partner, code: object,
                       request_id: str | None) -> Resolution:
@@ -87,7 +105,7 @@ class ResolveService:
         public: dict[str, Any] = {}
         if outcome.valid and outcome.kind is not None:
             info = PUBLIC_INFO.get(outcome.kind, _nothing)
-            public = info(outcome, partner)
+            public = await info(outcome, partner, self._venues)
         return Resolution(
             kind=outcome.kind if recognised else None,
             issuer=self._issuer if recognised else None,

@@ -25,7 +25,7 @@ import hashlib
 import hmac
 import json
 import logging
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 
 from suishen.app.clock import SYSTEM_CLOCK, Clock
 from suishen.app.observability import Metrics
@@ -33,6 +33,7 @@ from suishen.app.services.queued import QueuedWriter, Sink
 from suishen.app.storage.base import Database, Event, StateBackend
 from suishen.app.storage.transit import JourneyEntry, JourneyRecord
 from suishen.errors import BackendUnavailable
+from suishen.timefmt import day_ms
 from suishen.verifiers.transit import (
     NETWORKS,
     FareTable,
@@ -191,10 +192,7 @@ class TransitService:
 
     async def settlement(self, day: date) -> tuple[list[JourneyRecord], dict[str, OperatorTotals]]:
         """The journeys closed on ``day`` (UTC) and the totals per operator."""
-        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-        end = start + timedelta(days=1)
-        records = await self._db.transit.journeys_between(int(start.timestamp() * 1000),
-                                                          int(end.timestamp() * 1000))
+        records = await self._db.transit.journeys_between(*day_ms(day))
         return records, settle(r.journey for r in records)
 
 

@@ -25,6 +25,10 @@ bundle, and signed deltas.
   ticks is served by it (its deltas still carry every flip up to now); a key change
   always rebuilds. At city scale a build takes about a second of one core, and without
   coalescing every revocation costs one build per process.
+* **Venue codes** (issue 11): the bundle carries the ``venues`` key set's keys
+  (``venue_keys``) and every revoked venue id (``revoked_venues``, read from the
+  database at build time). A venue revocation bumps the trust version; so does a change
+  of the venue key set (noticed here, like a code-key change).
 * Built bundles are cached per version for :data:`CACHE_SECONDS` and built in a worker
   thread (at city scale, compressing 25 status lists of 42.5 M bits takes a while).
 """
@@ -37,7 +41,7 @@ import time
 from dataclasses import dataclass
 
 from suishen.app.clock import SYSTEM_CLOCK, Clock
-from suishen.app.services.keys import ANCHOR, CODES, KeyManager, create_keyset
+from suishen.app.services.keys import ANCHOR, CODES, VENUES, KeyManager, create_keyset
 from suishen.app.storage.base import Database
 from suishen.app.storage.devices import TrustHead
 from suishen.codecs import bundle as codec
@@ -66,15 +70,17 @@ class _Built:
 
 
 async def ensure_anchor(db: Database, keys: KeyManager, kek: KeyEncryptionKey, *,
-                        alg: Alg, now: int) -> None:
+                        alg: Alg, now: int, name: str = ANCHOR) -> None:
     """Create the trust-anchor key set if missing (the first process to store it wins)
-    and load it into ``keys`` (as the ``anchor`` view)."""
-    if await db.keysets.load(ANCHOR) is None:
-        created = create_keyset(ANCHOR, kek, now=now, alg=alg)  # no blinding secrets
-        if await db.keysets.save(ANCHOR, created, expected_version=None):
-            log.info("created key set", extra={"event": f"keyset-created:{ANCHOR}"})
-    await keys.refresh(ANCHOR)
-    keys.view(ANCHOR).keyset.check_kek(kek)
+    and load it into ``keys`` (as the ``anchor`` view). ``name`` = ``venues`` does the
+    same for the venue key set (:mod:`suishen.app.services.venues`): both are long-lived
+    signing-only sets next to ``codes``."""
+    if await db.keysets.load(name) is None:
+        created = create_keyset(name, kek, now=now, alg=alg)  # no blinding secrets
+        if await db.keysets.save(name, created, expected_version=None):
+            log.info("created key set", extra={"event": f"keyset-created:{name}"})
+    await keys.refresh(name)
+    keys.view(name).keyset.check_kek(kek)
 
 
 def bundle_keys(keyset: KeySet, now: int) -> list[codec.BundleKey]:
@@ -118,6 +124,7 @@ class TrustService:
         self._clock = clock
         self._built: dict[int, _Built] = {}
         self._lock = asyncio.Lock()
+        self._venue_keys_seen: int | None = None  # the venues key-set version last built
 
     def anchor_jwks(self) -> dict[str, object]:
         """The trust anchor's public keys as a JWK Set (format of ``GET /v1/keys``)."""
@@ -153,16 +160,27 @@ class TrustService:
     async def _head(self, now: int) -> TrustHead:
         """The version to serve: bumped for a key change or when it is older than a tick."""
         head = await self._db.devices.trust_version()
+        venues, seen = self._venue_version(), self._venue_keys_seen
+        self._venue_keys_seen = venues
         keyset = self._keys.view(CODES).keyset
         if keyset.version < head.keys:
             await self._keys.refresh(CODES)  # another process changed keys: catch up
             keyset = self._keys.view(CODES).keyset
         if keyset.version > head.keys:
             return await self._db.devices.bump("keys", now=now, keys=keyset.version)
+        if seen is not None and venues != seen:
+            # A venue key was rotated or revoked: a new version, so gates take it.
+            head = await self._db.devices.bump("venue-keys", now=now)
         if head.at < now - self._tick:
             head = await self._db.devices.bump("tick", now=now)
             await self._prune(now)
         return head
+
+    def _venue_version(self) -> int | None:
+        try:
+            return self._keys.view(VENUES).keyset.version
+        except KeyError:  # a service built without venue keys (tools, old tests)
+            return None
 
     async def _prune(self, now: int) -> None:
         """Once a tick: forget credential rows of slots that ended a bundle lifetime ago
@@ -193,6 +211,11 @@ class TrustService:
             raise KeyManagementError("code keys changed during the build; retry")
         slots = kbundle.horizon_slots(now, self._slot)
         revoked = await self._db.devices.revoked(slots)
+        # From the database (not this process's memory): a revocation is stored before
+        # the version it bumps, so version N always carries every venue revoked before it.
+        revoked_venues = [bytes.fromhex(v) for v in await self._db.venues.revoked_venues()]
+        venue_keys = (bundle_keys(self._keys.view(VENUES).keyset, now)
+                      if self._venue_version() is not None else [])
         sizes = {}
         for slot in slots:
             top = max(revoked.get(slot, (0,)), default=0) + 1
@@ -203,6 +226,7 @@ class TrustService:
                 version=head.version, now=now, keys=bundle_keys(keyset, now),
                 slot_seconds=self._slot, list_sizes=sizes, revoked=revoked,
                 refresh=self._refresh, lifetime=self._lifetime,
+                venue_keys=venue_keys, revoked_venues=revoked_venues,
             )
             return _Built(time.monotonic(), bundle, self._sign(bundle), anchor, head.keys)
 

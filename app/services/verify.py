@@ -55,6 +55,7 @@ from suishen.verifiers.offline import DEFAULT_LIFETIME, CredentialStatus
 from suishen.verifiers.policy import SCENES, ScenePolicy
 from suishen.verifiers.reasons import Reason
 from suishen.verifiers.transit import FareTable, Journey
+from suishen.verifiers.venue import NO_VENUES, VenueTrust
 
 log = logging.getLogger("suishen.verify")
 
@@ -83,6 +84,7 @@ class VerifyOutcome:
     attributes_unavailable: bool = False
     journey: Journey | None = None
     enterprise: dict[str, EnterpriseValue] | None = None
+    venue_id: str | None = None  # a venue code's venue (hex), whenever it was judged
 
 
 @dataclass(slots=True)
@@ -114,8 +116,10 @@ class VerifyService:
         offline_lifetime: int = DEFAULT_LIFETIME,
         transit: TransitService | None = None,
         enterprises: EnterpriseService | None = None,
+        venues: VenueTrust = NO_VENUES,
     ) -> None:
         self._enterprises = enterprises
+        self._venues = venues  # venue codes: judged, then scene_not_allowed (SPEC §6.3)
         self._keys = keys
         self._subjects = subjects
         self._state = state
@@ -256,6 +260,7 @@ class VerifyService:
             revocations=self._subjects.revocations,
             credentials=self._credentials,
             offline_lifetime=self._offline_lifetime,
+            venues=self._venues,
         )
 
     @property
@@ -267,7 +272,9 @@ class VerifyService:
         """The citizen's status and attributes for a valid code, and the pairwise subject."""
         handle = decision.subject_handle
         if not decision.valid or handle is None:
-            return VerifyOutcome(decision.valid, decision.reason, now, kind=decision.kind)
+            return VerifyOutcome(decision.valid, decision.reason, now, kind=decision.kind,
+                                 venue_id=None if decision.venue_id is None
+                                 else decision.venue_id.hex())
         unavailable = False
         try:
             cached = await self._subjects.lookup(handle)

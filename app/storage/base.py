@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from suishen.app.storage.devices import DeviceRepository
 from suishen.app.storage.enterprises import EnterpriseRepository
 from suishen.app.storage.transit import TransitRepository
+from suishen.app.storage.venues import VenueRepository
 from suishen.errors import StorageError
 from suishen.keys.keyset import KeySetStore
 
@@ -227,6 +228,10 @@ class Database(Protocol):
     @property
     def enterprises(self) -> EnterpriseRepository:
         """Enterprises and their agencies (:mod:`.enterprises`)."""
+
+    @property
+    def venues(self) -> VenueRepository:
+        """Venues and check-ins (:mod:`.venues`)."""
 
     async def migrate(self) -> list[str]:
         """Apply pending schema migrations (idempotent, safe to run concurrently);

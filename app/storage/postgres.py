@@ -50,6 +50,7 @@ from suishen.app.storage.base import (
 from suishen.app.storage.postgres_devices import PostgresDevices
 from suishen.app.storage.postgres_enterprises import PostgresEnterprises
 from suishen.app.storage.postgres_transit import PostgresTransit
+from suishen.app.storage.postgres_venues import PostgresVenues
 from suishen.errors import BackendUnavailable, ConfigError, StorageError, describe
 from suishen.keys.keyset import KeySet
 
@@ -125,6 +126,7 @@ class PostgresDatabase:
         self.devices = PostgresDevices(self)
         self.transit = PostgresTransit(self)
         self.enterprises = PostgresEnterprises(self)
+        self.venues = PostgresVenues(self)
 
     @classmethod
     async def open(

@@ -31,6 +31,7 @@ from suishen.app.storage.base import (
 from suishen.app.storage.sqlite_devices import SQLiteDevices
 from suishen.app.storage.sqlite_enterprises import SQLiteEnterprises
 from suishen.app.storage.sqlite_transit import SQLiteTransit
+from suishen.app.storage.sqlite_venues import SQLiteVenues
 from suishen.errors import BackendUnavailable, StorageError
 from suishen.keys.keyset import KeySet
 
@@ -50,6 +51,7 @@ class SQLiteDatabase:
         self.devices = SQLiteDevices(conn, self._write_lock)
         self.transit = SQLiteTransit(conn, self._write_lock)
         self.enterprises = SQLiteEnterprises(conn, self._write_lock)
+        self.venues = SQLiteVenues(conn, self._write_lock)
 
     @classmethod
     async def open(cls, path: str | Path, *, clock: Clock = SYSTEM_CLOCK) -> SQLiteDatabase:

@@ -4,14 +4,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-import aiosqlite
-
 from suishen.app.storage.devices import CredentialRow, Device, TrustChanges, TrustHead
+from suishen.app.storage.sqlite_batch import SQLiteRepository
 from suishen.errors import StorageError
 
 _DEVICE = (
@@ -25,16 +23,8 @@ def _device(row: Any) -> Device:
     return Device(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
 
 
-class SQLiteDevices:
+class SQLiteDevices(SQLiteRepository):
     """Devices, credential rows and the trust version log on SQLite."""
-
-    def __init__(self, conn: aiosqlite.Connection, lock: asyncio.Lock) -> None:
-        self._conn = conn
-        self._lock = lock
-
-    async def _rows(self, sql: str, args: Sequence[object] = ()) -> list[Any]:
-        async with self._conn.execute(sql, tuple(args)) as cur:
-            return list(await cur.fetchall())
 
     async def _write(self, work: Any) -> Any:
         """Run ``work()`` in one immediate transaction under the write lock."""

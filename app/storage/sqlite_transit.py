@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-import aiosqlite
-
 from suishen.app.storage.base import AUDIT_COLUMNS, AUDIT_MARKS_SQLITE
+from suishen.app.storage.sqlite_batch import SQLiteRepository
 from suishen.app.storage.transit import (
     ACCEPTED,
     DUPLICATE,
@@ -29,16 +27,8 @@ _MARKS = ", ".join("?" * len(JOURNEY_COLUMNS.split(",")))
 _GATE_MARKS = ", ".join("?" * (len(GATE_COLUMNS.split(",")) + 1))
 
 
-class SQLiteTransit:
+class SQLiteTransit(SQLiteRepository):
     """Fare tables and journey records on SQLite."""
-
-    def __init__(self, conn: aiosqlite.Connection, lock: asyncio.Lock) -> None:
-        self._conn = conn
-        self._lock = lock
-
-    async def _rows(self, sql: str, args: Sequence[object] = ()) -> list[Any]:
-        async with self._conn.execute(sql, tuple(args)) as cur:
-            return list(await cur.fetchall())
 
     async def put_fare_table(self, network: str, body: str, *, now: int) -> None:
         async with self._lock:
@@ -54,23 +44,9 @@ class SQLiteTransit:
         return {r[0]: r[1] for r in rows}
 
     async def append_journeys(self, records: Sequence[JourneyRecord]) -> None:
-        if not records:
-            return
-        rows = [r.as_row() for r in records]
-        async with self._lock:
-            await self._conn.execute("BEGIN")
-            try:
-                await self._conn.executemany(
-                    f"INSERT INTO journeys ({JOURNEY_COLUMNS}) VALUES ({_MARKS})",  # noqa: S608
-                    rows,
-                )
-                await self._conn.execute("COMMIT")
-            except sqlite3.IntegrityError as exc:
-                await self._conn.execute("ROLLBACK")
-                raise StorageError(f"journeys refused by the database: {exc}") from None
-            except BaseException:
-                await self._conn.execute("ROLLBACK")
-                raise
+        await self._insert_batch(
+            f"INSERT INTO journeys ({JOURNEY_COLUMNS}) VALUES ({_MARKS})",  # noqa: S608
+            [r.as_row() for r in records], "journeys")
 
     async def dead_letter_journey(self, record: JourneyRecord, *, error: str,
                                   now_ms: int) -> None:
@@ -87,14 +63,9 @@ class SQLiteTransit:
     async def journeys_for_subject(
         self, handle: bytes, *, limit: int, before_id: int | None = None
     ) -> list[JourneyEntry]:
-        sql = f"SELECT id, {JOURNEY_COLUMNS} FROM journeys WHERE subject_handle = ?"  # noqa: S608
-        args: list[object] = [handle]
-        if before_id is not None:
-            sql += " AND id < ?"
-            args.append(before_id)
-        sql += " ORDER BY id DESC LIMIT ?"
-        args.append(limit)
-        rows = await self._rows(sql, args)
+        rows = await self._subject_page(
+            f"SELECT id, {JOURNEY_COLUMNS} FROM journeys", handle,  # noqa: S608
+            limit=limit, before_id=before_id)
         return [JourneyEntry(int(r[0]), JourneyRecord.from_row(r[1:])) for r in rows]
 
     async def journeys_between(self, start_ms: int, end_ms: int) -> list[JourneyRecord]:

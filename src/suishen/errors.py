@@ -106,6 +106,15 @@ class NotFound(RequestError):
     """The resource the request names does not exist."""
 
 
+class CodeRefused(RequestError):
+    """A code the operation cannot take (a check-in with a revoked venue's code, or a
+    code that is not a genuine venue code); ``reason`` is the verification reason."""
+
+    def __init__(self, detail: str, *, reason: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
 class RateLimited(RequestError):
     """Too many requests from one caller; it may try again after ``retry_after`` seconds
     (a whole number, at least 1)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import date, datetime
 from functools import lru_cache
 
 
@@ -31,3 +31,14 @@ def parse_rfc3339(text: str) -> int:
     if dt.tzinfo is None:
         raise ValueError("RFC 3339 timestamps need a UTC offset (for example Z)")
     return int(dt.timestamp())
+
+
+DAY_MS = 86_400_000
+_EPOCH = date(1970, 1, 1)
+
+
+def day_ms(day: date) -> tuple[int, int]:
+    """The UTC day ``day`` as ``[start, end)`` in milliseconds since the epoch. Integer
+    arithmetic: ``datetime`` would overflow on 9999-12-31 (a 500 for a valid date)."""
+    start = (day - _EPOCH).days * DAY_MS
+    return start, start + DAY_MS

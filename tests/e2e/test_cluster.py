@@ -375,3 +375,42 @@ def test_offline_taps_uploaded_to_two_processes_pair_into_one_journey(
     assert [(j["status"], j["fare"], j["offline"]) for j in mine] == [("complete", 400, True)]
     seen = httpx.get(a.url + "/v1/me/verifications", headers=citizen).json()["items"]
     assert sorted((i["direction"], i["offline"]) for i in seen) == [("in", True), ("out", True)]
+
+
+def test_venue_revoked_through_one_is_refused_by_the_other_within_a_second(
+    cluster: tuple[Server, Server],
+) -> None:
+    """Issue 11 part B: a venue registered and checked into through one process,
+    revoked through it, is refused by the other within a second (the ``venue`` event
+    over Redis), and the other's trust bundle lists the venue (PostgreSQL)."""
+    from suishen.codecs import bundle as bcodec
+    from suishen.codecs import cose
+
+    a, b = cluster
+    r = httpx.post(a.url + "/v1/admin/venues", headers=a.admin,
+                   json={"name": "豫园 Yu Garden", "address": "上海市黄浦区福佑路168号",
+                         "kind": "venue", "info": {}})
+    assert r.status_code == 201, r.text
+    venue = r.json()
+    sub = f"cluster-visitor-{secrets.token_hex(3)}"
+
+    def checkin() -> httpx.Response:
+        time.sleep(0.5)  # the per-citizen bucket (2 a second) refills
+        return httpx.post(b.url + "/v1/checkins", headers=b.citizen(sub),
+                          json={"code": venue["code"]})
+
+    assert checkin().status_code == 201
+    headers = b.partner_headers(a.register_partner(["venue"]))
+    body = {"code": venue["code"], "scene": "venue"}
+    assert httpx.post(b.url + "/v1/verify", headers=headers,
+                      json=body).json()["reason"] == "scene_not_allowed"
+    assert httpx.post(f"{a.url}/v1/admin/venues/{venue['venue_id']}/revoke",
+                      headers=a.admin).status_code == 200
+    took = _eventually(lambda: httpx.post(b.url + "/v1/verify", headers=headers,
+                                          json=body).json()["reason"] == "revoked", 1.0)
+    assert took < 1.0
+    refused = checkin()
+    assert refused.status_code == 422 and refused.json()["reason"] == "revoked"
+    bundle = httpx.get(b.url + "/v1/trust-bundle", headers=headers)
+    got = bcodec.decode(cose.decode_sign1(bundle.content).payload)
+    assert bytes.fromhex(venue["venue_id"]) in got.revoked_venues
