@@ -1,5 +1,5 @@
 // The citizen page (SPEC.md §6.4): sign in, the live code with its countdown, who read my
-// code, my devices. Plain JavaScript, no build step; everything same-origin. The token is
+// code, my journeys, my devices. Plain JavaScript, no build step; everything same-origin. The token is
 // kept in sessionStorage only and sent in the Authorization header, never in a URL.
 "use strict";
 (() => {
@@ -23,6 +23,16 @@
       "tab.code": "我的码",
       "tab.reads": "谁读了我的码",
       "tab.devices": "我的设备",
+      "tab.journeys": "我的行程",
+      "journeys.empty": "还没有乘车记录。",
+      "journeys.fare": "票价",
+      "journeys.yuan": "元",
+      "journeys.offline": "离线闸机",
+      "journeys.online": "在线",
+      "journey.open": "行程中", "journey.complete": "已完成",
+      "journey.incomplete": "未出站（按最高票价）",
+      "journey.exit_without_entry": "无进站记录（按最高票价）",
+      "journey.single_tap": "单次乘车",
       "code.refresh_in": "刷新倒计时",
       "code.seconds": "秒",
       "code.brightness": "出示时请调高屏幕亮度。",
@@ -34,6 +44,15 @@
       "reads.more": "更多",
       "devices.empty": "没有登记的设备。",
       "devices.valid_until": "凭证有效期至",
+      "devices.this": "本机",
+      "devices.remove": "移除",
+      "devices.confirm": "移除设备“{name}”？它的离线码将立即失效，无法恢复。",
+      "devices.confirm_this": "移除本机（“{name}”）？本机的离线码将立即失效，离线密钥也将从本浏览器删除。",
+      "devices.removed": "设备已移除。",
+      "err.remove_device": "无法移除设备，请稍后再试。",
+      "device.active": "使用中", "device.revoked": "已移除",
+      "confirm.cancel": "取消",
+      "confirm.ok": "确定",
       "signout": "退出登录",
       "err.suspended": "您的码已被暂停使用，请联系服务窗口。",
       "err.signed_out": "您已退出登录或登录已过期，请重新登录。",
@@ -64,6 +83,16 @@
       "tab.code": "My code",
       "tab.reads": "Who read my code",
       "tab.devices": "My devices",
+      "tab.journeys": "My journeys",
+      "journeys.empty": "No journeys yet.",
+      "journeys.fare": "fare",
+      "journeys.yuan": "yuan",
+      "journeys.offline": "offline gate",
+      "journeys.online": "online",
+      "journey.open": "in progress", "journey.complete": "complete",
+      "journey.incomplete": "no exit (maximum fare)",
+      "journey.exit_without_entry": "no entry recorded (maximum fare)",
+      "journey.single_tap": "single ride",
       "code.refresh_in": "New code in",
       "code.seconds": "s",
       "code.brightness": "Turn your screen brightness up when you show the code.",
@@ -75,6 +104,15 @@
       "reads.more": "More",
       "devices.empty": "No registered devices.",
       "devices.valid_until": "credentials valid until",
+      "devices.this": "this browser",
+      "devices.remove": "Remove",
+      "devices.confirm": "Remove the device “{name}”? Its offline codes stop working at once; this cannot be undone.",
+      "devices.confirm_this": "Remove this browser (“{name}”)? Its offline codes stop working at once and its offline keys are deleted from this browser.",
+      "devices.removed": "The device has been removed.",
+      "err.remove_device": "The device could not be removed. Please try again later.",
+      "device.active": "active", "device.revoked": "removed",
+      "confirm.cancel": "Cancel",
+      "confirm.ok": "Confirm",
       "signout": "Sign out",
       "err.suspended": "Your code is suspended. Please contact a service counter.",
       "err.signed_out": "You are signed out or your sign-in has expired. Please sign in again.",
@@ -108,8 +146,6 @@
   let serial = 0;
   let noticeKey = null;
   let clockWrong = false;
-  let reads = [];
-  let readsNext = null;
   let devices = null;
   let offlineMode = false;
   // An offline code's lifetime at a gate is 30 s (SUISHEN_OFFLINE_CODE_LIFETIME_SECONDS);
@@ -130,7 +166,7 @@
     $("lang").textContent = lang === "zh" ? "English" : "中文";
     $("qr").alt = t("code.alt");
     renderNotice();
-    renderReads();
+    for (const pager of Object.values(pagers)) pager.render();
     renderDevices();
   }
 
@@ -144,7 +180,7 @@
     const key = noticeKey || (clockWrong ? "err.clock" : null);
     el.hidden = !key;
     el.textContent = key ? t(key) : "";
-    el.className = "notice" + (key && key !== "err.clock" ? " error" : "");
+    el.className = "notice" + (key && key.startsWith("err.") && key !== "err.clock" ? " error" : "");
     el.dataset.key = key || "";
   }
 
@@ -329,42 +365,93 @@
     }
   }
 
-  // --- who read my code ------------------------------------------------------------
-  async function loadReads(more) {
-    const query = more && readsNext ? "&before=" + encodeURIComponent(readsNext) : "";
-    let response;
-    try { response = await api("/v1/me/verifications?limit=20" + query); } catch (e) { return; }
-    if (!response.ok) return;
-    const page = await response.json();
-    reads = more ? reads.concat(page.items || []) : (page.items || []);
-    readsNext = page.next_before || null;
-    renderReads();
+  // --- paginated lists: who read my code, my journeys ---------------------------------
+  const when = (iso) => (iso ? new Date(iso).toLocaleString(lang === "zh" ? "zh-CN" : "en-GB") : "");
+
+  // A list the service pages newest first with ?limit=&before=, answering
+  // {"items": [...], "next_before": ...}; `row(item)` makes one <li>.
+  function pager(path, listId, emptyId, moreId, row) {
+    const state = { items: [], next: null };
+    state.load = async (more) => {
+      const query = more && state.next ? "&before=" + encodeURIComponent(state.next) : "";
+      let response;
+      try { response = await api(path + "?limit=20" + query); } catch (e) { return; }
+      if (!response.ok) return;
+      const page = await response.json();
+      state.items = more ? state.items.concat(page.items || []) : (page.items || []);
+      state.next = page.next_before || null;
+      state.render();
+    };
+    state.render = () => {
+      $(listId).replaceChildren(...state.items.map(row));
+      $(emptyId).hidden = state.items.length > 0;
+      $(moreId).hidden = !state.next;
+    };
+    state.clear = () => { state.items = []; state.next = null; state.render(); };
+    return state;
   }
 
-  function renderReads() {
-    const list = $("reads");
-    list.replaceChildren();
-    for (const item of reads) {
-      const li = document.createElement("li");
-      const when = new Date(item.verified_at).toLocaleString(lang === "zh" ? "zh-CN" : "en-GB");
-      const scene = t("scene." + item.scene);
-      const result = item.valid ? t("result.ok") : t("reason." + item.result);
-      const parts = [when, item.partner, scene, item.checkpoint, item.direction, result];
-      li.textContent = parts.filter((p) => p).join(" · ");
-      if (!item.valid) li.className = "bad";
-      list.append(li);
-    }
-    $("reads-empty").hidden = reads.length > 0;
-    $("reads-more").hidden = !readsNext;
+  function readRow(item) {
+    const li = document.createElement("li");
+    const scene = t("scene." + item.scene);
+    const result = item.valid ? t("result.ok") : t("reason." + item.result);
+    const parts = [when(item.verified_at), item.partner, scene, item.checkpoint, item.direction,
+      result];
+    li.textContent = parts.filter((p) => p).join(" · ");
+    if (!item.valid) li.className = "bad";
+    return li;
   }
+
+  // Money is integer fen (SPEC.md §6.2): shown as yuan with two decimals, no float.
+  const yuan = (fen) => Math.floor(fen / 100) + "." + String(fen % 100).padStart(2, "0");
+
+  function span(className, text) {
+    const el = document.createElement("span");
+    el.className = className;
+    el.textContent = text;
+    return el;
+  }
+
+  function journeyRow(item) {
+    const li = document.createElement("li");
+    li.className = "journey";
+    li.dataset.status = item.status;
+    li.dataset.fare = String(item.fare);
+    const head = document.createElement("div");
+    head.append(span("network", t("scene." + item.network)),
+      span("status", t("journey." + item.status)),
+      span("fare", t("journeys.fare") + " " + yuan(item.fare) + " " + t("journeys.yuan")),
+      span("badge " + (item.offline ? "offline" : "online"),
+        t(item.offline ? "journeys.offline" : "journeys.online")));
+    const stops = document.createElement("div");
+    stops.className = "stops";
+    const entry = [item.entry_station, when(item.entered_at)].filter((p) => p).join(" ");
+    const exit = [item.exit_station, when(item.exited_at)].filter((p) => p).join(" ");
+    stops.textContent = [entry, exit].filter((p) => p).join(" → ");
+    li.append(head, stops);
+    return li;
+  }
+
+  const pagers = {
+    reads: pager("/v1/me/verifications", "reads", "reads-empty", "reads-more", readRow),
+    journeys: pager("/v1/me/journeys", "journeys", "journeys-empty", "journeys-more",
+      journeyRow),
+  };
 
   // --- my devices (only when the service has GET /v1/devices) -----------------------
+  let thisDevice = null; // this browser's device id, from offline.js's IndexedDB
+
   async function loadDevices() {
     let response;
     try { response = await api("/v1/devices"); } catch (e) { return; }
     if (!response.ok) return;
     const body = await response.json();
-    devices = Array.isArray(body) ? body : (body.items || body.devices || []);
+    try {
+      thisDevice = typeof SuishenOffline === "object" ? await SuishenOffline.deviceId() : null;
+    } catch (e) {
+      thisDevice = null;
+    }
+    devices = body.devices || [];
     renderDevices();
   }
 
@@ -374,13 +461,56 @@
     if (!devices) return;
     for (const d of devices) {
       const li = document.createElement("li");
-      const until = d.credentials_valid_until || d.valid_until || "";
-      const parts = [d.name || d.device_id || d.id, d.status,
-        until ? t("devices.valid_until") + " " + new Date(until).toLocaleString() : ""];
-      li.textContent = parts.filter((p) => p).join(" · ");
+      li.className = "device";
+      li.dataset.deviceId = d.device_id;
+      li.dataset.status = d.status;
+      const mine = d.device_id === thisDevice;
+      const until = d.status === "active" ? d.credentials_valid_until : "";
+      const parts = [d.name, mine ? t("devices.this") : "", t("device." + d.status),
+        until ? t("devices.valid_until") + " " + when(until) : ""];
+      li.append(span("what", parts.filter((p) => p).join(" · ")));
+      if (d.status === "active") {
+        const remove = document.createElement("button");
+        remove.type = "button";
+        remove.className = "remove";
+        remove.textContent = t("devices.remove");
+        remove.addEventListener("click", () => removeDevice(d, mine));
+        li.append(remove);
+      }
       list.append(li);
     }
     $("devices-empty").hidden = devices.length > 0;
+  }
+
+  function confirmAction(text) {
+    const dialog = $("confirm");
+    $("confirm-text").textContent = text;
+    dialog.returnValue = "";
+    return new Promise((resolve) => {
+      dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+      dialog.showModal();
+    });
+  }
+
+  async function removeDevice(device, mine) {
+    const text = t(mine ? "devices.confirm_this" : "devices.confirm").replace("{name}", device.name);
+    if (!(await confirmAction(text))) return;
+    let response;
+    try {
+      response = await api("/v1/devices/" + encodeURIComponent(device.device_id),
+        { method: "DELETE" });
+    } catch (e) {
+      if (e.kind === "offline") showNotice("err.remove_device");
+      return;
+    }
+    // 404: already gone. Either way this browser's keys for it are of no more use.
+    if (!response.ok && response.status !== 404) { showNotice("err.remove_device"); return; }
+    if (mine) {
+      await SuishenOffline.wipe();
+      document.body.dataset.offline = "none";
+    }
+    showNotice("devices.removed");
+    await loadDevices();
   }
 
   // --- tabs --------------------------------------------------------------------------
@@ -390,7 +520,7 @@
       tab.setAttribute("aria-selected", on ? "true" : "false");
       $("tab-" + tab.dataset.tab).hidden = !on;
     }
-    if (name === "reads") loadReads(false);
+    if (pagers[name]) pagers[name].load(false);
     if (name === "devices") loadDevices();
   }
 
@@ -496,6 +626,7 @@
     $("signed-in").hidden = false;
     document.querySelector('[data-tab="devices"]').hidden = !config.sections.devices;
     document.querySelector('[data-tab="reads"]').hidden = !config.sections.verifications;
+    document.querySelector('[data-tab="journeys"]').hidden = !config.sections.journeys;
     selectTab("code");
     loadCode();
     prepareOffline();
@@ -508,8 +639,9 @@
     if (forget && typeof SuishenOffline === "object") SuishenOffline.wipe().catch(() => {});
     clearTimeout(refreshTimer);
     blankCode();
-    reads = []; readsNext = null; devices = null;
-    renderReads(); renderDevices();
+    for (const p of Object.values(pagers)) p.clear();
+    devices = null;
+    renderDevices();
     $("suspended").hidden = true;
     showNotice(key || null);
     showSignIn();
@@ -527,7 +659,9 @@
     $("oidc-submit").addEventListener("click", startOidc);
     $("signout").addEventListener("click", () => signOut(null, true));
     $("refresh").addEventListener("click", loadCode);
-    $("reads-more").addEventListener("click", () => loadReads(true));
+    for (const [name, p] of Object.entries(pagers)) {
+      $(name + "-more").addEventListener("click", () => p.load(true));
+    }
     for (const tab of document.querySelectorAll(".tab")) {
       tab.addEventListener("click", () => selectTab(tab.dataset.tab));
     }
