@@ -9,6 +9,8 @@ from typing import Any
 
 import httpx
 
+from suishen.keys.algorithms import Alg, PrivateKey
+from tests.browser.conftest import Tab
 from tests.browser.helpers import (
     next_code,
     shown_code,
@@ -99,3 +101,71 @@ def test_my_journeys_empty(open_tab, server: Server) -> None:
     tab.page.wait_for_selector("#journeys-empty", state="visible")
     assert tab.page.locator("#journeys li").count() == 0
     assert tab.page.is_hidden("#journeys-more")
+
+
+def stored_offline(tab: Tab) -> dict[str, Any]:
+    """What this browser's IndexedDB holds for offline codes."""
+    found: dict[str, Any] = tab.page.evaluate("""async () => {
+        const db = await new Promise((ok, err) => {
+            const r = indexedDB.open('suishen-offline'); r.onsuccess = () => ok(r.result);
+            r.onerror = () => err(r.error); });
+        const get = (store, fn) => new Promise((ok) => {
+            const q = fn(db.transaction(store).objectStore(store));
+            q.onsuccess = () => ok(q.result); });
+        const out = {credentials: await get('credentials', (s) => s.count()),
+                     meta: (await get('meta', (s) => s.get('meta'))) || {}};
+        db.close(); return out; }""")
+    return found
+
+
+def test_removing_devices_behind_a_confirmation(open_tab, server: Server) -> None:
+    sub = "browser-devices"
+    tab = open_tab("citizen-devices")
+    sign_in_citizen(tab, server, sub)
+    page = tab.page
+    page.wait_for_selector('body[data-offline="ready"]', timeout=20_000)
+    mine = stored_offline(tab)
+    assert mine["credentials"] >= 1 and mine["meta"]["device_id"]
+    # A second device of the same citizen: an old phone (registered through the API).
+    r = httpx.post(server.url + "/v1/devices", headers=server.citizen(sub),
+                   json={"name": "old phone",
+                         "keys": [PrivateKey.generate(Alg.ES256).public().jwk_members()]})
+    assert r.status_code == 201, r.text
+    phone = r.json()["device_id"]
+
+    page.click('[data-tab="devices"]')
+    page.wait_for_function("() => document.querySelectorAll('#devices li').length === 2")
+    this_row = page.locator(f'#devices li[data-device-id="{mine["meta"]["device_id"]}"]')
+    phone_row = page.locator(f'#devices li[data-device-id="{phone}"]')
+    assert "本机" in this_row.inner_text() and "本机" not in phone_row.inner_text()
+    tab.shot("1-my-devices")
+
+    # Cancel: nothing happens.
+    phone_row.locator("button.remove").click()
+    page.wait_for_selector("#confirm[open]")
+    assert "old phone" in page.inner_text("#confirm-text")
+    tab.shot("2-remove-confirm")
+    page.click("#confirm-cancel")
+    page.wait_for_selector("#confirm", state="hidden")
+    listed = httpx.get(server.url + "/v1/devices", headers=server.citizen(sub)).json()["devices"]
+    assert {d["device_id"]: d["status"] for d in listed}[phone] == "active"
+
+    # Confirm: the old phone is revoked; this browser keeps its keys.
+    phone_row.locator("button.remove").click()
+    page.click("#confirm-ok")
+    page.wait_for_selector(f'#devices li[data-device-id="{phone}"][data-status="revoked"]')
+    assert phone_row.locator("button.remove").count() == 0
+    assert page.get_attribute("#notice", "data-key") == "devices.removed"
+    assert stored_offline(tab)["credentials"] == mine["credentials"]
+
+    # This browser itself: revoked at the service, and its offline keys leave IndexedDB.
+    this_row.locator("button.remove").click()
+    assert "本浏览器" in page.inner_text("#confirm-text")
+    page.click("#confirm-ok")
+    page.wait_for_selector(f'#devices li[data-device-id="{mine["meta"]["device_id"]}"]'
+                           '[data-status="revoked"]')
+    listed = httpx.get(server.url + "/v1/devices", headers=server.citizen(sub)).json()["devices"]
+    assert all(d["status"] == "revoked" for d in listed)
+    assert stored_offline(tab) == {"credentials": 0, "meta": {}}
+    assert page.get_attribute("body", "data-offline") == "none"
+    tab.shot("3-devices-removed")

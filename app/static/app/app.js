@@ -520,6 +520,7 @@
       tab.setAttribute("aria-selected", on ? "true" : "false");
       $("tab-" + tab.dataset.tab).hidden = !on;
     }
+    clearNotice(["devices.removed"]);
     if (pagers[name]) pagers[name].load(false);
     if (name === "devices") loadDevices();
   }
