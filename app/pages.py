@@ -5,7 +5,8 @@ the headers that keep them safe:
 * a strict **Content-Security-Policy**: scripts, styles and images from this origin only
   (no inline script or style anywhere, no ``eval``), API calls to this origin only — plus,
   for the citizen page in the OIDC flow, the identity provider's origin, where the
-  browser exchanges its authorisation code (PKCE) for a token; nothing may frame them;
+  browser exchanges its authorisation code (PKCE) for a token, refreshes it, and POSTs
+  its logout (``form-action``); nothing may frame them;
 * **Cache-Control** per resource: HTML pages ``no-store`` (a page shown after sign-out
   must not come back from a cache), other static assets ``public, max-age=300`` with
   the ETag StaticFiles sets (short: file names carry no version, there is no build step);
@@ -37,10 +38,12 @@ PAGE_CACHE = "no-store"
 ASSET_CACHE = "public, max-age=300"
 
 
-def content_security_policy(connect_extra: str = "") -> str:
-    """The pages' CSP. ``connect_extra`` adds one origin to ``connect-src`` (the OIDC
-    provider's token endpoint)."""
-    connect = "'self'" + (f" {connect_extra}" if connect_extra else "")
+def content_security_policy(idp_origin: str = "") -> str:
+    """The pages' CSP. ``idp_origin`` (the OIDC provider's) is added to ``connect-src``
+    (its token endpoint: code exchange and refresh) and ``form-action`` (its
+    end-session endpoint, where logout POSTs the ``id_token_hint``)."""
+    extra = f" {idp_origin}" if idp_origin else ""
+    connect = "'self'" + extra
     return "; ".join((
         "default-src 'none'",
         "script-src 'self'",
@@ -50,7 +53,7 @@ def content_security_policy(connect_extra: str = "") -> str:
         "manifest-src 'self'",
         "worker-src 'self'",
         "base-uri 'none'",
-        "form-action 'self'",
+        f"form-action 'self'{extra}",
         "frame-ancestors 'none'",
     ))
 
@@ -143,7 +146,7 @@ def mount_pages(app: FastAPI, settings: Settings) -> None:
 
     app.include_router(router)
     idp = origin_of(settings.idp_issuer) if settings.idp_client_id else ""
-    for name, connect_extra in (("app", idp), ("console", "")):
+    for name, idp_origin in (("app", idp), ("console", "")):
         files = StaticFiles(directory=STATIC / name, html=True)
-        app.mount(f"/{name}", PageHeaders(files, csp=content_security_policy(connect_extra)),
+        app.mount(f"/{name}", PageHeaders(files, csp=content_security_policy(idp_origin)),
                   name=f"{name}-pages")

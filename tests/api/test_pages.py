@@ -171,6 +171,7 @@ async def test_citizen_page_config_in_production_offers_oidc_only(tmp_path: Path
         app_policy = csp(await client.get("/app/"))
         assert_strict(app_policy)
         assert app_policy["connect-src"] == ["'self'", "https://id.city.example"]
+        assert app_policy["form-action"] == ["'self'", "https://id.city.example"]  # logout
         assert csp(await client.get("/console/"))["connect-src"] == ["'self'"]
         assert (await client.post("/v1/dev/citizen-token", json={"sub": "x"})).status_code == 404
 

@@ -5,6 +5,13 @@
 (() => {
   const TOKEN_KEY = "suishen.citizen.token";
   const OIDC_KEY = "suishen.citizen.oidc";
+  // The rest of the sign-in (sessionStorage, JSON): expires_at (ms, this device's clock
+  // when the token came + expires_in), lifetime_ms, and with OIDC token_endpoint,
+  // end_session_endpoint, refresh_token, id_token.
+  const SESSION_KEY = "suishen.citizen.session";
+  // A notice to show once after the provider's logout sends the browser back here.
+  const AFTER_KEY = "suishen.citizen.after";
+  const RETRY_MS = 5000;
   const LANG_KEY = "suishen.lang";
   // A device clock further than this from the service's is "obviously wrong": codes are
   // judged on the service's time (skew 30 s), so the page says so. The countdown itself
@@ -62,6 +69,8 @@
       "err.expired": "码已过期，恢复网络后将自动刷新。",
       "err.signin": "登录失败，请重试。",
       "err.oidc_state": "登录请求已失效，请重新登录。",
+      "err.session_ended": "登录已到期，您已退出。请重新登录。",
+      "signout.done": "您已退出登录。",
       "result.ok": "通过",
       "reason.expired": "已过期", "reason.revoked": "已停用", "reason.replayed": "重复使用",
       "reason.scene_not_allowed": "场景不允许", "reason.passback": "重复进站",
@@ -122,6 +131,8 @@
       "err.expired": "The code has expired; it refreshes when the network is back.",
       "err.signin": "Sign-in failed. Please try again.",
       "err.oidc_state": "That sign-in request is no longer valid. Please sign in again.",
+      "err.session_ended": "Your sign-in has ended and you are signed out. Please sign in again.",
+      "signout.done": "You have signed out.",
       "result.ok": "accepted",
       "reason.expired": "expired", "reason.revoked": "suspended or revoked",
       "reason.replayed": "used twice", "reason.scene_not_allowed": "not allowed here",
@@ -192,7 +203,7 @@
     if (wrong !== clockWrong) { clockWrong = wrong; renderNotice(); }
   }
 
-  async function api(path, options = {}) {
+  async function api(path, options = {}, retried = false) {
     const token = sessionStorage.getItem(TOKEN_KEY);
     const headers = Object.assign({}, options.headers || {});
     if (token) headers.Authorization = "Bearer " + token;
@@ -206,10 +217,92 @@
     }
     checkClock(response);
     if (response.status === 401) {
-      signOut("err.signed_out");
+      // Refused before the page expected (a clock, a revocation): one refresh, one retry.
+      if (!retried && session().refresh_token && (await refreshSession())) {
+        return api(path, options, true);
+      }
+      if (sessionStorage.getItem(TOKEN_KEY)) signOut("err.signed_out");
       throw new PageError("signed_out");
     }
     return response;
+  }
+
+  // --- the sign-in's lifetime: refresh before expiry, or a clear "signed out" ---------
+  let sessionTimer = null;
+  let refreshing = null;
+  const session = () => JSON.parse(sessionStorage.getItem(SESSION_KEY) || "{}");
+
+  /** Keep a token response (RFC 6749 §5.1) and plan what happens before it expires. */
+  function saveTokens(body, extra) {
+    const s = Object.assign(session(), extra || {});
+    const life = Number(body.expires_in);
+    s.lifetime_ms = life > 0 ? life * 1000 : null;
+    s.expires_at = life > 0 ? Date.now() + life * 1000 : null;
+    if (body.refresh_token) s.refresh_token = body.refresh_token; // rotated, or kept
+    if (body.id_token) s.id_token = body.id_token;
+    sessionStorage.setItem(TOKEN_KEY, body.access_token);
+    sessionStorage.setItem(SESSION_KEY, JSON.stringify(s));
+    planSession();
+  }
+
+  function planSession() {
+    clearTimeout(sessionTimer);
+    const s = session();
+    if (!s.expires_at || !sessionStorage.getItem(TOKEN_KEY)) return;
+    const left = s.expires_at - Date.now();
+    if (s.refresh_token && s.token_endpoint) {
+      // A minute early, or a quarter of a short lifetime.
+      const lead = Math.min(60000, (s.lifetime_ms || 0) / 4);
+      sessionTimer = setTimeout(refreshSession, Math.max(0, left - lead));
+    } else {
+      sessionTimer = setTimeout(sessionEnded, Math.max(0, left - 1000));
+    }
+  }
+
+  function sessionEnded() {
+    // Offline, the offline code needs no token: it stays until the network is back
+    // (the first refused call then signs out).
+    if (offlineMode || !navigator.onLine) { sessionTimer = setTimeout(sessionEnded, RETRY_MS); return; }
+    signOut("err.session_ended");
+  }
+
+  /** The refresh_token grant (RFC 6749 §6) at the provider; true when a new access
+   * token is in. One at a time: a timer and a refused call may both ask. */
+  function refreshSession() {
+    if (!refreshing) refreshing = doRefresh().finally(() => { refreshing = null; });
+    return refreshing;
+  }
+
+  async function doRefresh() {
+    clearTimeout(sessionTimer);
+    const s = session();
+    if (!s.refresh_token || !s.token_endpoint || !config.oidc) return false;
+    let response;
+    try {
+      response = await fetch(s.token_endpoint, {
+        method: "POST", credentials: "omit", cache: "no-store", redirect: "error",
+        headers: { "Content-Type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({
+          grant_type: "refresh_token", refresh_token: s.refresh_token,
+          client_id: config.oidc.client_id,
+        }).toString(),
+      });
+    } catch (e) {
+      sessionTimer = setTimeout(refreshSession, RETRY_MS); // no network: try again
+      return false;
+    }
+    let body = null;
+    try { body = await response.json(); } catch (e) { body = null; }
+    if (response.ok && body && body.access_token) {
+      saveTokens(body);
+      return true;
+    }
+    if (response.status >= 500 && Date.now() < s.expires_at) {
+      sessionTimer = setTimeout(refreshSession, RETRY_MS); // the provider is busy
+      return false;
+    }
+    signOut("err.session_ended"); // invalid_grant: the provider ended the sign-in
+    return false;
   }
 
   async function problemType(response) {
@@ -551,6 +644,7 @@
       const state = randomText(16);
       sessionStorage.setItem(OIDC_KEY, JSON.stringify({
         state, verifier, token_endpoint: meta.token_endpoint,
+        end_session_endpoint: meta.end_session_endpoint || null,
       }));
       const url = new URL(meta.authorization_endpoint);
       url.search = new URLSearchParams({
@@ -575,7 +669,7 @@
     }
     try {
       const response = await fetch(saved.token_endpoint, {
-        method: "POST", credentials: "omit", cache: "no-store",
+        method: "POST", credentials: "omit", cache: "no-store", redirect: "error",
         headers: { "Content-Type": "application/x-www-form-urlencoded" },
         body: new URLSearchParams({
           grant_type: "authorization_code", code: params.get("code"),
@@ -585,7 +679,9 @@
       });
       const body = await response.json();
       if (!response.ok || !body.access_token) throw new PageError("signin");
-      sessionStorage.setItem(TOKEN_KEY, body.access_token);
+      sessionStorage.removeItem(SESSION_KEY);
+      saveTokens(body, { token_endpoint: saved.token_endpoint,
+        end_session_endpoint: saved.end_session_endpoint });
       return true;
     } catch (e) {
       showNotice("err.signin");
@@ -604,7 +700,8 @@
         headers: { "Content-Type": "application/json" }, body: JSON.stringify({ sub }),
       });
       if (!response.ok) throw new PageError("signin");
-      sessionStorage.setItem(TOKEN_KEY, (await response.json()).access_token);
+      sessionStorage.removeItem(SESSION_KEY);
+      saveTokens(await response.json());
       clearNotice();
       showSignedIn();
     } catch (e) {
@@ -635,9 +732,12 @@
 
   function signOut(key, forget) {
     sessionStorage.removeItem(TOKEN_KEY);
+    sessionStorage.removeItem(SESSION_KEY);
+    clearTimeout(sessionTimer);
     // Signing out on purpose forgets this device's offline keys and credentials (the
     // next citizen on this browser must not show them); an expired sign-in keeps them.
-    if (forget && typeof SuishenOffline === "object") SuishenOffline.wipe().catch(() => {});
+    const wiped = forget && typeof SuishenOffline === "object"
+      ? SuishenOffline.wipe().catch(() => {}) : Promise.resolve();
     clearTimeout(refreshTimer);
     blankCode();
     for (const p of Object.values(pagers)) p.clear();
@@ -646,6 +746,39 @@
     $("suspended").hidden = true;
     showNotice(key || null);
     showSignIn();
+    return wiped;
+  }
+
+  /** Sign out on purpose: the tokens and this browser's offline keys go; with OIDC, the
+   * provider's session too (RP-Initiated Logout: end_session_endpoint, when the
+   * discovery document names one), which sends the browser back to /app/. */
+  async function logout() {
+    const s = session();
+    await signOut(null, true);
+    if (!config.oidc || !s.end_session_endpoint) { showNotice("signout.done"); return; }
+    sessionStorage.setItem(AFTER_KEY, "signout.done");
+    const target = new URL(s.end_session_endpoint);
+    const fields = { client_id: config.oidc.client_id, post_logout_redirect_uri: redirectUri() };
+    if (target.origin === new URL(config.oidc.issuer).origin && s.id_token) {
+      // POST (allowed by the page's form-action): the id_token_hint stays out of every
+      // URL, history and log.
+      const form = document.createElement("form");
+      form.method = "post";
+      form.action = target.toString();
+      fields.id_token_hint = s.id_token;
+      for (const [name, value] of Object.entries(fields)) {
+        const input = document.createElement("input");
+        input.type = "hidden";
+        input.name = name;
+        input.value = value;
+        form.append(input);
+      }
+      document.body.append(form);
+      form.submit();
+    } else {
+      for (const [name, value] of Object.entries(fields)) target.searchParams.set(name, value);
+      location.assign(target.toString());
+    }
   }
 
   // --- start -------------------------------------------------------------------------
@@ -658,7 +791,7 @@
     });
     $("dev-form").addEventListener("submit", devSignIn);
     $("oidc-submit").addEventListener("click", startOidc);
-    $("signout").addEventListener("click", () => signOut(null, true));
+    $("signout").addEventListener("click", logout);
     $("refresh").addEventListener("click", loadCode);
     for (const [name, p] of Object.entries(pagers)) {
       $(name + "-more").addEventListener("click", () => p.load(true));
@@ -668,9 +801,9 @@
     }
     // Timers are throttled in a hidden tab: catch up as soon as the page is seen again.
     document.addEventListener("visibilitychange", () => {
-      if (!document.hidden && sessionStorage.getItem(TOKEN_KEY) && performance.now() >= refreshAt) {
-        loadCode();
-      }
+      if (document.hidden || !sessionStorage.getItem(TOKEN_KEY)) return;
+      planSession(); // a timer that was due while hidden runs now
+      if (performance.now() >= refreshAt) loadCode();
     });
     tickTimer = setInterval(tick, 250);
     try {
@@ -682,8 +815,16 @@
     const params = new URLSearchParams(location.search);
     if (config.oidc && params.has("code")) await finishOidc(params);
     else if (params.has("code") || params.has("error")) history.replaceState(null, "", location.pathname);
+    const after = sessionStorage.getItem(AFTER_KEY);
+    sessionStorage.removeItem(AFTER_KEY);
+    if (after === "signout.done") showNotice(after);
     document.body.dataset.ready = "true";
-    if (sessionStorage.getItem(TOKEN_KEY)) showSignedIn(); else showSignIn();
+    if (sessionStorage.getItem(TOKEN_KEY)) {
+      planSession();
+      showSignedIn();
+    } else {
+      showSignIn();
+    }
   }
 
   document.addEventListener("DOMContentLoaded", start);
