@@ -28,7 +28,17 @@ import suishen
 from suishen.app import problems
 from suishen.app.observability import EdgeMiddleware, Metrics
 from suishen.app.pages import mount_pages
-from suishen.app.routes import admin, citizen, dev, devices, partner, public, transit
+from suishen.app.routes import (
+    admin,
+    citizen,
+    dev,
+    devices,
+    enterprises,
+    partner,
+    public,
+    resolve,
+    transit,
+)
 from suishen.app.runtime import Runtime, build_runtime
 from suishen.app.schemas import verify_openapi
 from suishen.app.settings import Settings
@@ -215,6 +225,10 @@ def _document_security_and_problems(doc: dict[str, Any]) -> None:
                                          "content": problem}
                 elif "content" not in responses[status]:
                     responses[status]["content"] = problem
+            for status, answer in responses.items():
+                # an error a route declares itself (e.g. 415) is problem+json too
+                if status[:1] in "45" and "content" not in answer:
+                    answer["content"] = problem
     revoke = doc.get("paths", {}).get("/v1/devices/{device_id}", {}).get("delete")
     if revoke is not None:  # the owner or an operator
         revoke["security"] = [{"citizenBearer": []}, {"operatorBearer": []}]
@@ -251,6 +265,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(admin.router)
     app.include_router(transit.admin)
     app.include_router(transit.citizen)
+    app.include_router(enterprises.admin)
+    app.include_router(resolve.router)
+    app.include_router(transit.partner)
     app.include_router(public.router)
     if not settings.production:
         app.include_router(dev.router)
@@ -269,6 +286,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     app.openapi = openapi  # type: ignore[method-assign]
     limit, log = settings.max_body_bytes, settings.access_log
-    app.add_middleware(EdgeMiddleware, max_body_bytes=limit, metrics=metrics, access_log=log)
+    app.add_middleware(EdgeMiddleware, max_body_bytes=limit, metrics=metrics, access_log=log,
+                       path_limits={"/v1/gate-events": settings.gate_upload_max_bytes})
     app.fast_route("POST", "/v1/verify", partner.verify_asgi)
     return app

@@ -9,9 +9,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from suishen.app.text import MAX_SUBJECT_CHARS, PRINTABLE_PATTERN, SUBJECT_PATTERN
+from suishen.codecs import uscc as uscc_codec
+from suishen.verifiers import transit as transit_rules
+from suishen.verifiers.enterprise import ENTERPRISE_ATTRIBUTES, EXTRA_ATTRIBUTES
 from suishen.verifiers.policy import ATTRIBUTES, SCENES
 from suishen.verifiers.reasons import Reason
 
@@ -20,9 +23,13 @@ from suishen.verifiers.reasons import Reason
 if TYPE_CHECKING:
     Scene = str
     Attribute = str
+    EnterpriseAttribute = str
+    EnterpriseExtra = str
 else:
     Scene = Literal[tuple(SCENES)]
     Attribute = Literal[tuple(ATTRIBUTES)]
+    EnterpriseAttribute = Literal[ENTERPRISE_ATTRIBUTES]
+    EnterpriseExtra = Literal[EXTRA_ATTRIBUTES]
 
 SubjectId = Annotated[str, Field(min_length=1, max_length=MAX_SUBJECT_CHARS,
                                  pattern=SUBJECT_PATTERN,
@@ -48,6 +55,20 @@ class CodeOut(BaseModel):
     expires_at: str
     refresh_after: str
     kid: str
+
+
+class PersonalCodeRequest(Strict):
+    """``POST /v1/codes`` body (optional): the citizen's personal code."""
+
+    kind: Literal["personal"] = "personal"
+
+
+class EnterpriseCodeRequest(Strict):
+    """``POST /v1/codes`` body: the code of an enterprise the citizen is an authorised
+    agent of (SPEC.md §4, §6.3; 403 otherwise)."""
+
+    kind: Literal["enterprise"]
+    enterprise_id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
 
 
 MAX_CODE = 1024
@@ -89,6 +110,11 @@ class VerifyAnswer(msgspec.Struct, omit_defaults=True):
     code_expires_at: str | None = None
     attributes_unavailable: bool | None = None
     journey: JourneyAnswer | None = None
+    enterprise: Annotated[
+        dict[str, str | list[str]],
+        msgspec.Meta(description="an enterprise code: the enterprise attributes the "
+                                 "partner may see (its enterprise_attributes)"),
+    ] | None = None
 
 
 AttributeValue = Annotated[str, Field(max_length=256, pattern=PRINTABLE_PATTERN,
@@ -119,6 +145,9 @@ class PartnerIn(Strict):
                       description="printable text")
     scenes: list[Scene] = Field(min_length=1, max_length=len(SCENES))
     attributes: list[Attribute] = Field(default_factory=list, max_length=len(ATTRIBUTES))
+    enterprise_attributes: list[EnterpriseAttribute] = Field(
+        default_factory=list, max_length=len(ENTERPRISE_ATTRIBUTES),
+        description="what the partner may see of an enterprise code's enterprise")
     rate_limit_per_second: int | None = Field(default=None, ge=1, le=1_000_000)
 
 
@@ -130,6 +159,7 @@ class PartnerOut(BaseModel):
     name: str
     scenes: list[str]
     attributes: list[str]
+    enterprise_attributes: list[str]
     rate_limit_per_second: int | None
     created_at: str
 
@@ -159,6 +189,8 @@ class VerificationItem(BaseModel):
     direction: str | None
     result: str
     valid: bool
+    offline: bool = Field(default=False,
+                          description="decided by an offline gate, uploaded later")
 
 
 class VerificationPage(BaseModel):
@@ -166,6 +198,25 @@ class VerificationPage(BaseModel):
 
     items: list[VerificationItem]
     next_before: int | None = Field(description="pass as ?before= for the next page")
+
+
+class GateEventError(BaseModel):
+    """Why one entry of an upload was not taken (its index in ``events``)."""
+
+    index: int
+    reason: str
+    detail: str
+
+
+class GateUploadAnswer(BaseModel):
+    """``POST /v1/gate-events``: what the batch did. Re-sending it is harmless."""
+
+    accepted: int = Field(description="new decisions stored")
+    duplicates: int = Field(description="already stored from this gate: nothing changed")
+    duplicate_uses: int = Field(description="the same code already stored from another "
+                                            "gate: recorded, fared once")
+    ignored: int = Field(description="decisions the gate refused (nothing to store)")
+    errors: list[GateEventError]
 
 
 class JourneyItem(BaseModel):
@@ -198,6 +249,51 @@ def verify_openapi() -> tuple[dict[str, Any], dict[str, Any]]:
         [VerifyBody, VerifyAnswer], ref_template="#/components/schemas/{name}"
     )
     return {"request": body, "answer": answer}, components
+
+
+# --- fare tables (SPEC.md §6.2) -------------------------------------------------------
+# The documented shape of ``PUT /v1/admin/fares/{network}``. The route validates with
+# the pure core's parse_fare_table (one implementation of the rules); these types only
+# publish them. What a JSON Schema cannot say: which shape goes with which network
+# (metro and ferry: zones; bus: flat), and that no fare exceeds ``max_fare``.
+_IDENT = r"^[A-Za-z0-9._:/-]{1,64}$"
+Fen = Annotated[int, msgspec.Meta(ge=0, le=transit_rules.MAX_FEN,
+                                  description="integer fen (never a float)")]
+StationId = Annotated[str, msgspec.Meta(pattern=_IDENT)]
+Zone = Annotated[int, msgspec.Meta(ge=0, le=transit_rules.MAX_ZONE)]
+ZonesCrossed = Annotated[str, msgspec.Meta(pattern=r"^(0|[1-9][0-9]{0,3})$")]
+
+
+class EntryExitFareTable(msgspec.Struct, forbid_unknown_fields=True):
+    """A metro or ferry fare table: stations in zones, a fare per number of zones
+    crossed (``"0"`` required), the maximum fare, the policy for exits without entry."""
+
+    operator: Annotated[str, msgspec.Meta(pattern=_IDENT, description="who collects")]
+    zones: Annotated[dict[StationId, Zone], msgspec.Meta(
+        min_length=1, max_length=transit_rules.MAX_STATIONS,
+        description="station (a checkpoint id up to its last '-') -> zone number")]
+    fares: Annotated[dict[ZonesCrossed, Fen], msgspec.Meta(
+        min_length=1, description="zones crossed -> fen, each at most max_fare")]
+    max_fare: Fen
+    exit_without_entry: Literal["refuse", "charge_max"] = "refuse"
+
+
+class FlatFareTable(msgspec.Struct, forbid_unknown_fields=True):
+    """A bus fare table: one flat fare per tap (at most ``max_fare``)."""
+
+    operator: Annotated[str, msgspec.Meta(pattern=_IDENT, description="who collects")]
+    flat_fare: Fen
+    max_fare: Fen
+
+
+def fare_table_openapi() -> dict[str, Any]:
+    """The request body schema of ``PUT /v1/admin/fares/{network}`` (inlined)."""
+    (entry_exit, flat), components = msgspec.json.schema_components(
+        [EntryExitFareTable, FlatFareTable], ref_template="{name}")
+    del entry_exit, flat
+    shapes = [components["EntryExitFareTable"], components["FlatFareTable"]]
+    shapes[0]["properties"]["fares"]["required"] = ["0"]  # a journey within one zone
+    return {"oneOf": shapes}
 
 
 # --- devices and offline credentials (SPEC.md §6.1) -----------------------------------
@@ -253,3 +349,80 @@ class DeviceList(BaseModel):
     """``GET /v1/devices``."""
 
     devices: list[DeviceOut]
+
+
+# --- enterprises (SPEC.md §6.3, issue 11) ----------------------------------------------
+MAX_AGENTS = 100
+MAX_LIST_ITEMS = 32
+
+
+def _valid_uscc(value: str) -> str:
+    try:
+        return uscc_codec.validate(value)
+    except uscc_codec.InvalidUSCC as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _unique(values: list[str]) -> list[str]:
+    if len(set(values)) != len(values):
+        raise ValueError("agents must not repeat")
+    return values
+
+
+EnterpriseText = Annotated[str, Field(min_length=1, max_length=512, pattern=PRINTABLE_PATTERN,
+                                      description="printable text")]
+EnterpriseValueIn = EnterpriseText | Annotated[list[EnterpriseText],
+                                               Field(max_length=MAX_LIST_ITEMS)]
+USCC = Annotated[str, Field(min_length=18, max_length=18,
+                            pattern=r"^[0-9A-HJ-NP-RTUW-Y]{2}[0-9]{6}[0-9A-HJ-NP-RTUW-Y]{10}$",
+                            description="unified social credit code (GB 32100-2015), "
+                                        "check character verified"),
+                 AfterValidator(_valid_uscc)]
+
+
+class EnterpriseIn(Strict):
+    """``PUT /v1/admin/enterprises/{enterprise_id}``: the whole enterprise (a replace)."""
+
+    name: str = Field(min_length=1, max_length=200, pattern=PRINTABLE_PATTERN,
+                      description="printable text")
+    uscc: USCC
+    status: Literal["active", "suspended"] = "active"
+    attributes: dict[EnterpriseExtra, EnterpriseValueIn] = Field(default_factory=dict)
+    agents: Annotated[list[SubjectId], Field(max_length=MAX_AGENTS),
+                      AfterValidator(_unique)] = Field(
+        default_factory=list, description="citizen subs who may act for the enterprise")
+
+
+class EnterpriseOut(BaseModel):
+    """An enterprise as operators see it (agency handles are never shown)."""
+
+    enterprise_id: str
+    name: str
+    uscc: str
+    status: str
+    attributes: dict[str, str | list[str]]
+    agents: list[str]
+    created_at: str
+    updated_at: str
+
+
+# --- unified recognition (POST /v1/resolve, SPEC.md §6.3) ------------------------------
+class ResolveIn(Strict):
+    """``POST /v1/resolve``: any code."""
+
+    code: str = Field(max_length=MAX_CODE, examples=["SC1:..."])
+
+
+class ResolveOut(BaseModel):
+    """What a partner learns of a code: its kind and issuer (once recognised as this
+    service's: ``null`` for a code it cannot vouch for), its validity, and the kind's
+    public information — ``enterprise`` for an enterprise code (the attributes the
+    partner's ``enterprise_attributes`` allow). Never anything personal."""
+
+    kind: str | None
+    issuer: str | None
+    valid: bool
+    reason: Reason
+    verified_at: str
+    code_expires_at: str | None = None
+    enterprise: dict[str, str | list[str]] | None = None

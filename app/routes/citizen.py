@@ -8,7 +8,13 @@ from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from suishen.app.deps import BodyFirst, CitizenSub, RuntimeDep
-from suishen.app.schemas import CodeOut, VerificationItem, VerificationPage
+from suishen.app.schemas import (
+    CodeOut,
+    EnterpriseCodeRequest,
+    PersonalCodeRequest,
+    VerificationItem,
+    VerificationPage,
+)
 from suishen.timefmt import rfc3339
 
 router = APIRouter(tags=["citizens"], route_class=BodyFirst)
@@ -25,10 +31,16 @@ async def issue_code(
     runtime: RuntimeDep,
     sub: CitizenSub,
     format: Annotated[Literal["json", "png", "svg"], Query()] = "json",
+    wanted: PersonalCodeRequest | EnterpriseCodeRequest | None = None,
 ) -> Response:
     """Issue the citizen's current personal code (``?format=png|svg`` for the QR image,
-    with the expiry in ``X-Code-Expires-At``)."""
-    issued = await runtime.issuance.issue(sub)
+    with the expiry in ``X-Code-Expires-At``); with ``{"kind": "enterprise",
+    "enterprise_id"}`` the code of an enterprise the citizen is an agent of (403
+    otherwise)."""
+    if isinstance(wanted, EnterpriseCodeRequest):
+        issued = await runtime.issuance.issue_enterprise(sub, wanted.enterprise_id)
+    else:
+        issued = await runtime.issuance.issue(sub)
     expires = rfc3339(issued.expires_at)
     if format == "json":
         body = CodeOut(
@@ -72,6 +84,7 @@ async def my_verifications(
             direction=e.record.direction,
             result=e.record.reason,
             valid=e.record.reason == "ok",
+            offline=e.record.offline,
         )
         for e in page.entries
     ]

@@ -190,6 +190,7 @@ def present(outcome: VerifyOutcome) -> VerifyAnswer:
             None if outcome.journey.entered_at is None else rfc3339(outcome.journey.entered_at),
             outcome.journey.entry_checkpoint,
         ),
+        enterprise=outcome.enterprise,
     )
 
 

@@ -1,7 +1,8 @@
 """Repository and state interfaces: what the service needs from storage, nothing more.
 
 Durable data (a :class:`Database`): subjects (citizens), partners, key sets, audit
-records, devices and offline credentials (:mod:`.devices`). Implementations:
+records, devices and offline credentials (:mod:`.devices`), fare tables and journeys
+(:mod:`.transit`), enterprises and agencies (:mod:`.enterprises`). Implementations:
 :mod:`.sqlite` (embedded default), :mod:`.postgres`.
 
 Fast shared state (a :class:`StateBackend`): single-use memory, per-partner rate limits,
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from suishen.app.storage.devices import DeviceRepository
+from suishen.app.storage.enterprises import EnterpriseRepository
 from suishen.app.storage.transit import TransitRepository
 from suishen.errors import StorageError
 from suishen.keys.keyset import KeySetStore
@@ -53,7 +55,8 @@ class Subject:
 
 @dataclass(frozen=True, slots=True)
 class Partner:
-    """A registered partner (gate operator, hospital, library, venue)."""
+    """A registered partner (gate operator, hospital, library, venue, government
+    window). ``enterprise_attributes``: what it may see of an enterprise (§6.3)."""
 
     client_id: str
     name: str
@@ -62,6 +65,7 @@ class Partner:
     rate_limit_per_second: int | None
     secret_hash: str
     created_at: int
+    enterprise_attributes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +83,14 @@ class AuditRecord:
     subject_handle: bytes | None
     kid: str | None
     request_id: str | None = None
+    offline: bool = False  # decided by an offline gate, uploaded later (POST /v1/gate-events)
 
     def as_row(self) -> tuple[Any, ...]:
         """The values in :data:`AUDIT_COLUMNS` order (what backends insert)."""
         return (
             self.at_ms, self.partner_id, self.partner_name, self.scene, self.checkpoint,
             self.direction, self.reason, self.subject_handle, self.kid, self.request_id,
+            self.offline,
         )
 
     def as_json(self) -> str:
@@ -100,20 +106,21 @@ class AuditRecord:
     @classmethod
     def from_row(cls, values: Sequence[Any]) -> AuditRecord:
         """Inverse of :meth:`as_row` (drivers may return the handle as a memoryview)."""
-        at_ms, partner_id, partner_name, scene, checkpoint, direction, reason, handle, kid, rid = (
-            values
-        )
+        (at_ms, partner_id, partner_name, scene, checkpoint, direction, reason, handle, kid, rid,
+         offline) = values
         return cls(
             at_ms, partner_id, partner_name, scene, checkpoint, direction, reason,
-            None if handle is None else bytes(handle), kid, rid,
+            None if handle is None else bytes(handle), kid, rid, bool(offline),
         )
 
 
 # The audit table's columns, in AuditRecord.as_row order, for both SQL backends.
 AUDIT_COLUMNS = (
     "at_ms, partner_id, partner_name, scene, checkpoint, direction, reason, subject_handle, "
-    "kid, request_id"
+    "kid, request_id, offline"
 )
+AUDIT_MARKS_SQLITE = ", ".join("?" * len(AUDIT_COLUMNS.split(",")))
+AUDIT_MARKS_POSTGRES = ", ".join(f"${i + 1}" for i in range(len(AUDIT_COLUMNS.split(","))))
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +223,10 @@ class Database(Protocol):
     @property
     def transit(self) -> TransitRepository:
         """Fare tables and journey records (:mod:`.transit`)."""
+
+    @property
+    def enterprises(self) -> EnterpriseRepository:
+        """Enterprises and their agencies (:mod:`.enterprises`)."""
 
     async def migrate(self) -> list[str]:
         """Apply pending schema migrations (idempotent, safe to run concurrently);
