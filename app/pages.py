@@ -31,6 +31,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from suishen.app.settings import Settings
+from suishen.verifiers.enterprise import EXTRA_ATTRIBUTES
 from suishen.verifiers.policy import ATTRIBUTES, SCENES
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -99,14 +100,18 @@ class PageHeaders:
         await self.app(scope, receive, send_wrapper)
 
 
+def api_routes(app: FastAPI) -> set[tuple[str, str]]:
+    """``(METHOD, path)`` of every API route, from the OpenAPI document (built once,
+    then cached; it lists the routes of included routers too)."""
+    return {(method.upper(), path)
+            for path, item in app.openapi().get("paths", {}).items() for method in item}
+
+
 def page_config(app: FastAPI, settings: Settings) -> dict[str, Any]:
     """What the citizen page needs to know: how to sign in, and which optional sections
     the service has (an endpoint that is not there is not shown — and not probed, so the
     browser logs no 404)."""
-    # From the OpenAPI document (built once, then cached): it lists every API route,
-    # including those of included routers.
-    paths = {(method.upper(), path)
-             for path, item in app.openapi().get("paths", {}).items() for method in item}
+    paths = api_routes(app)
     oidc = None
     if settings.idp_issuer and settings.idp_client_id:
         oidc = {"issuer": settings.idp_issuer.rstrip("/"), "client_id": settings.idp_client_id,
@@ -125,6 +130,22 @@ def page_config(app: FastAPI, settings: Settings) -> dict[str, Any]:
     }
 
 
+def console_page_config(app: FastAPI) -> dict[str, Any]:
+    """What the console needs to know: the one list of scenes and attributes (the
+    policy table, :mod:`suishen.verifiers`), the enterprise attributes, and which
+    optional sections the service has (as for the citizen page)."""
+    paths = api_routes(app)
+    return {
+        "scenes": list(SCENES),
+        "attributes": sorted(ATTRIBUTES),
+        "enterprise_attributes": list(EXTRA_ATTRIBUTES),
+        "sections": {
+            "enterprises": ("PUT", "/v1/admin/enterprises/{enterprise_id}") in paths,
+            "venues": ("POST", "/v1/admin/venues") in paths,
+        },
+    }
+
+
 def mount_pages(app: FastAPI, settings: Settings) -> None:
     """Serve ``/app/`` and ``/console/`` (and their ``config.json``)."""
     router = APIRouter(include_in_schema=False)
@@ -135,10 +156,8 @@ def mount_pages(app: FastAPI, settings: Settings) -> None:
         return JSONResponse(page_config(request.app, settings), headers=no_store)
 
     @router.get("/console/config.json")
-    async def console_config() -> JSONResponse:
-        # The one list of scenes and attributes: the policy table (suishen.verifiers).
-        return JSONResponse({"scenes": list(SCENES), "attributes": sorted(ATTRIBUTES)},
-                            headers=no_store)
+    async def console_config(request: Request) -> JSONResponse:
+        return JSONResponse(console_page_config(request.app), headers=no_store)
 
     @router.get("/")
     async def root() -> RedirectResponse:

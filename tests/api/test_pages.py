@@ -14,6 +14,7 @@ import pytest
 
 from suishen.app.main import create_app
 from suishen.app.pages import STATIC
+from suishen.verifiers.enterprise import EXTRA_ATTRIBUTES
 from suishen.verifiers.policy import SCENES
 from tests.api.conftest import ADMIN_TOKEN, Api, make_settings
 
@@ -148,9 +149,16 @@ async def test_citizen_page_config_in_development(api: Api) -> None:
     routes = {route for route in json.dumps(api.app.openapi()["paths"]).split('"')}
     assert config["sections"]["devices"] is ("/v1/devices" in routes)
     assert config["sections"]["offline"] is ("/v1/devices" in routes)
+    assert config["sections"]["journeys"] is ("/v1/me/journeys" in routes)
+    assert config["sections"]["checkins"] is ("/v1/me/checkins" in routes)
     r = await api.client.get("/console/config.json")
-    assert r.json()["scenes"] == list(SCENES)
-    assert "reader_id" in r.json()["attributes"]
+    console = r.json()
+    assert console["scenes"] == list(SCENES)
+    assert "reader_id" in console["attributes"]
+    assert console["enterprise_attributes"] == list(EXTRA_ATTRIBUTES)
+    assert console["sections"] == {
+        "enterprises": "/v1/admin/enterprises/{enterprise_id}" in routes,
+        "venues": "/v1/admin/venues" in routes}
 
 
 async def test_citizen_page_config_in_production_offers_oidc_only(tmp_path: Path) -> None:

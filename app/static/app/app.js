@@ -1,5 +1,5 @@
 // The citizen page (SPEC.md §6.4): sign in, the live code with its countdown, who read my
-// code, my journeys, my devices. Plain JavaScript, no build step; everything same-origin. The token is
+// code, my journeys, my check-ins, my devices. Plain JavaScript, no build step; everything same-origin. The token is
 // kept in sessionStorage only and sent in the Authorization header, never in a URL.
 "use strict";
 (() => {
@@ -40,6 +40,10 @@
       "journey.incomplete": "未出站（按最高票价）",
       "journey.exit_without_entry": "无进站记录（按最高票价）",
       "journey.single_tap": "单次乘车",
+      "tab.checkins": "我的签到",
+      "checkins.empty": "还没有签到记录。",
+      "checkins.gone": "已注销的场所",
+      "venue.venue": "场所", "venue.shop": "商户",
       "code.refresh_in": "刷新倒计时",
       "code.seconds": "秒",
       "code.brightness": "出示时请调高屏幕亮度。",
@@ -102,6 +106,10 @@
       "journey.incomplete": "no exit (maximum fare)",
       "journey.exit_without_entry": "no entry recorded (maximum fare)",
       "journey.single_tap": "single ride",
+      "tab.checkins": "My check-ins",
+      "checkins.empty": "No check-ins yet.",
+      "checkins.gone": "a venue no longer registered",
+      "venue.venue": "venue", "venue.shop": "shop",
       "code.refresh_in": "New code in",
       "code.seconds": "s",
       "code.brightness": "Turn your screen brightness up when you show the code.",
@@ -525,10 +533,27 @@
     return li;
   }
 
+  function checkinRow(item) {
+    const li = document.createElement("li");
+    li.className = "checkin";
+    const v = item.venue;
+    if (v) li.dataset.venueId = v.venue_id;
+    const head = document.createElement("div");
+    head.append(span("venue-name", v ? v.name : t("checkins.gone")));
+    if (v) head.append(span("badge", t("venue." + v.kind)));
+    const rest = document.createElement("div");
+    rest.className = "stops";
+    rest.textContent = [v ? v.address : "", when(item.checked_in_at)].filter((p) => p).join(" · ");
+    li.append(head, rest);
+    return li;
+  }
+
   const pagers = {
     reads: pager("/v1/me/verifications", "reads", "reads-empty", "reads-more", readRow),
     journeys: pager("/v1/me/journeys", "journeys", "journeys-empty", "journeys-more",
       journeyRow),
+    checkins: pager("/v1/me/checkins", "checkins", "checkins-empty", "checkins-more",
+      checkinRow),
   };
 
   // --- my devices (only when the service has GET /v1/devices) -----------------------
@@ -725,6 +750,7 @@
     document.querySelector('[data-tab="devices"]').hidden = !config.sections.devices;
     document.querySelector('[data-tab="reads"]').hidden = !config.sections.verifications;
     document.querySelector('[data-tab="journeys"]').hidden = !config.sections.journeys;
+    document.querySelector('[data-tab="checkins"]').hidden = !config.sections.checkins;
     selectTab("code");
     loadCode();
     prepareOffline();
