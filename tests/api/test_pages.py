@@ -20,6 +20,7 @@ from tests.api.conftest import ADMIN_TOKEN, Api, make_settings
 
 PAGES = ("/app/", "/console/")
 ASSETS = ("/app/app.js", "/app/app.css", "/app/icon.svg", "/app/offline.js", "/app/sw.js",
+          "/app/confirm.js",
           "/app/vendor/qrcode-generator.js", "/console/console.js", "/console/console.css")
 KEK = "ZmFrZS1rZWstZm9yLWFwaS10ZXN0cy0wMTIzNDU2Nzg"
 

@@ -600,19 +600,10 @@
     $("devices-empty").hidden = devices.length > 0;
   }
 
-  function confirmAction(text) {
-    const dialog = $("confirm");
-    $("confirm-text").textContent = text;
-    dialog.returnValue = "";
-    return new Promise((resolve) => {
-      dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
-      dialog.showModal();
-    });
-  }
 
   async function removeDevice(device, mine) {
     const text = t(mine ? "devices.confirm_this" : "devices.confirm").replace("{name}", device.name);
-    if (!(await confirmAction(text))) return;
+    if (!(await SuishenConfirm(text))) return;
     let response;
     try {
       response = await api("/v1/devices/" + encodeURIComponent(device.device_id),

@@ -61,15 +61,7 @@
     return response;
   }
 
-  function confirmAction(text) {
-    const dialog = $("confirm");
-    $("confirm-text").textContent = text;
-    dialog.returnValue = "";
-    return new Promise((resolve) => {
-      dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
-      dialog.showModal();
-    });
-  }
+  const confirmAction = (text) => SuishenConfirm(text); // ../app/confirm.js
 
   // --- citizens ----------------------------------------------------------------------
   function renderSubject() {
@@ -96,21 +88,25 @@
     }
   }
 
+  /** GET ``path``: the resource, or ``fresh`` (to be created by saving) on a 404, or
+   * null on another error (shown). */
+  async function findOrNew(path, fresh, what) {
+    const response = await api(path);
+    if (response.status === 404) {
+      notice("No " + what + " yet: saving creates it.", true);
+      return fresh;
+    }
+    if (response.ok) { notice(""); return response.json(); }
+    notice(await describe(response));
+    return null;
+  }
+
   async function findSubject(event) {
     event.preventDefault();
     const sub = $("find-sub").value.trim();
     if (!sub) return;
-    const response = await api("/v1/admin/subjects/" + encodeURIComponent(sub));
-    if (response.status === 404) {
-      subject = { sub, status: "active", attributes: {} };
-      notice("No citizen " + sub + " yet: saving creates one.", true);
-    } else if (response.ok) {
-      subject = await response.json();
-      notice("");
-    } else {
-      subject = null;
-      notice(await describe(response));
-    }
+    subject = await findOrNew("/v1/admin/subjects/" + encodeURIComponent(sub),
+      { sub, status: "active", attributes: {} }, "citizen " + sub);
     renderSubject();
   }
 
@@ -211,17 +207,8 @@
     event.preventDefault();
     const id = $("ent-find-id").value.trim();
     if (!id) return;
-    const response = await api("/v1/admin/enterprises/" + encodeURIComponent(id));
-    if (response.status === 404) {
-      enterprise = { enterprise_id: id, status: "active", attributes: {}, agents: [] };
-      notice("No enterprise " + id + " yet: saving creates it.", true);
-    } else if (response.ok) {
-      enterprise = await response.json();
-      notice("");
-    } else {
-      enterprise = null;
-      notice(await describe(response));
-    }
+    enterprise = await findOrNew("/v1/admin/enterprises/" + encodeURIComponent(id),
+      { enterprise_id: id, status: "active", attributes: {}, agents: [] }, "enterprise " + id);
     renderEnterprise();
   }
 
