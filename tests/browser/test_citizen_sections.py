@@ -101,6 +101,7 @@ def test_my_journeys_empty(open_tab, server: Server) -> None:
     tab.page.wait_for_selector("#journeys-empty", state="visible")
     assert tab.page.locator("#journeys li").count() == 0
     assert tab.page.is_hidden("#journeys-more")
+    tab.shot("no-journeys")
 
 
 def stored_offline(tab: Tab) -> dict[str, Any]:

@@ -276,6 +276,14 @@ def test_the_token_is_refreshed_before_it_expires(open_tab, make_idp, tmp_path: 
         assert tab.page.is_visible("#signed-in")
         assert verify(server, partner, next_code(tab), "library")["valid"] is True
         tab.shot("refreshed")
+        # A token the service refuses before the page expected it: one refresh, one retry.
+        tab.allowed_statuses.add(401)
+        tab.page.evaluate("sessionStorage.setItem('suishen.citizen.token', 'not-a-token')")
+        grants = len(idp.token_requests)
+        assert verify(server, partner, next_code(tab), "library")["valid"] is True
+        assert len(idp.token_requests) >= grants + 1  # (the timer may also have run)
+        assert idp.token_requests[-1]["grant_type"] == "refresh_token"
+        assert tab.page.evaluate(token) == idp.issued[-1]["access_token"]
     finally:
         server.stop()
 
