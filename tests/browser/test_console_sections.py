@@ -51,7 +51,7 @@ def test_operator_creates_finds_and_suspends_an_enterprise(open_tab, server: Ser
     tab.shot("2-enterprise-saved")
 
     # Found again in a fresh console; suspended there.
-    other = console(open_tab, server, "console-enterprise-2")
+    other = console(open_tab, server, "console-enterprise-find")
     other.page.click('[data-tab="enterprises"]')
     other.page.fill("#ent-find-id", "acme-sh")
     other.page.click("#ent-find-form button[type=submit]")
@@ -65,4 +65,4 @@ def test_operator_creates_finds_and_suspends_an_enterprise(open_tab, server: Ser
     assert "suspended" in other.page.inner_text("#notice")
     stored = httpx.get(server.url + "/v1/admin/enterprises/acme-sh", headers=server.admin).json()
     assert stored["status"] == "suspended" and stored["agents"] == ["agent-li", "agent-wang"]
-    other.shot("enterprise-suspended")
+    other.shot("suspended")
