@@ -1,7 +1,8 @@
 """Request and response models for the HTTP API (and its OpenAPI document).
 
-The verify route parses with msgspec for speed (:class:`VerifyBody`); that type is also
-the source of its OpenAPI entry (:func:`verify_openapi`).
+The two hot routes, verify and issuance, parse and answer with msgspec for speed
+(:class:`VerifyBody`, :class:`CodeRequest`, :class:`CodeOut`); those types are also the
+source of their OpenAPI entries (:func:`verify_openapi`, :func:`codes_openapi`).
 """
 
 from __future__ import annotations
@@ -46,8 +47,31 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class CodeOut(BaseModel):
-    """A freshly issued personal code."""
+ENTERPRISE_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+EnterpriseId = Annotated[str, msgspec.Meta(pattern=ENTERPRISE_ID_PATTERN,
+                                           description="the enterprise's id")]
+
+
+class PersonalCodeRequest(msgspec.Struct, tag="personal", tag_field="kind",
+                          forbid_unknown_fields=True):
+    """``{"kind": "personal"}``: the citizen's personal code (the same as no body)."""
+
+
+class EnterpriseCodeRequest(msgspec.Struct, tag="enterprise", tag_field="kind",
+                            forbid_unknown_fields=True):
+    """``{"kind": "enterprise", "enterprise_id": ...}``: the code of an enterprise the
+    citizen is an authorised agent of (SPEC §6.3; 403 otherwise)."""
+
+    enterprise_id: EnterpriseId
+
+
+# ``POST /v1/codes`` optional body (SPEC §4), tagged by ``kind``: the one schema of the
+# route — decoding enforces it and the OpenAPI entry is generated from it.
+CodeRequest = PersonalCodeRequest | EnterpriseCodeRequest
+
+
+class CodeOut(msgspec.Struct):
+    """``POST /v1/codes`` answer: a freshly issued code (RFC 3339 times)."""
 
     code: str
     kind: str
@@ -55,20 +79,6 @@ class CodeOut(BaseModel):
     expires_at: str
     refresh_after: str
     kid: str
-
-
-class PersonalCodeRequest(Strict):
-    """``POST /v1/codes`` body (optional): the citizen's personal code."""
-
-    kind: Literal["personal"] = "personal"
-
-
-class EnterpriseCodeRequest(Strict):
-    """``POST /v1/codes`` body: the code of an enterprise the citizen is an authorised
-    agent of (SPEC.md §4, §6.3; 403 otherwise)."""
-
-    kind: Literal["enterprise"]
-    enterprise_id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
 
 
 MAX_CODE = 1024
@@ -294,6 +304,13 @@ def fare_table_openapi() -> dict[str, Any]:
     shapes = [components["EntryExitFareTable"], components["FlatFareTable"]]
     shapes[0]["properties"]["fares"]["required"] = ["0"]  # a journey within one zone
     return {"oneOf": shapes}
+def codes_openapi() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The request and answer schemas of ``POST /v1/codes`` and their components,
+    generated from :class:`CodeRequest` and :class:`CodeOut`."""
+    (body, answer), components = msgspec.json.schema_components(
+        [CodeRequest, CodeOut], ref_template="#/components/schemas/{name}"
+    )
+    return {"request": body, "answer": answer}, components
 
 
 # --- devices and offline credentials (SPEC.md §6.1) -----------------------------------

@@ -41,6 +41,7 @@ Run::
     .venv/bin/python benchmarks/http_bench.py                 # 10 s per run, 32 connections
     .venv/bin/python benchmarks/http_bench.py --quick         # smoke check (~1 min)
     .venv/bin/python benchmarks/http_bench.py --duration 20 --rounds 3 --json out.json
+    .venv/bin/python benchmarks/http_bench.py --only issuance  # issuance rows only
 
 Exit status: 0 when everything ran (whatever the figures — this is a measurement, not a
 test); 1 when something failed to run (a server did not start, setup failed, a load run
@@ -523,29 +524,31 @@ def run_bench(args: argparse.Namespace, workdir: Path, servers: list[Server]) ->
     admin_token = "bench-admin-" + secrets.token_hex(24)
     prefix = f"suishen-bench-{os.getpid()}-{secrets.token_hex(4)}"
     args.redis_prefix = prefix
+    only_issuance = args.only == "issuance"
     embedded = service("suishen-sqlite", workdir, admin_token)
     redis = service("suishen-redis", workdir, admin_token,
                     SUISHEN_REDIS_URL=REDIS_URL, SUISHEN_REDIS_PREFIX=prefix)
-    for server in (embedded, redis):
+    services = (embedded,) if only_issuance else (embedded, redis)
+    for server in services:
         servers.append(server)
         server.start()
-    for server in (embedded, redis):
+    for server in services:
         server.wait_ready("/readyz")
-    base = naive(workdir, [embedded.url + "/v1/keys", redis.url + "/v1/keys"])
+    base = naive(workdir, [s.url + "/v1/keys" for s in services])
     servers.append(base)
     base.start()
     base.wait_ready("/healthz")
     top = limit(workdir, [embedded.url + "/v1/keys"])
-    servers.append(top)
-    top.start()
-    top.wait_ready("/healthz")
+    if not only_issuance:
+        servers.append(top)
+        top.start()
+        top.wait_ready("/healthz")
     print(pin_client(), flush=True)
     print(f"closed-loop client: {args.client}; open-loop runs: loadgen", flush=True)
-    print(f"servers: {embedded.name} :{embedded.port}, {redis.name} :{redis.port} "
-          f"(Redis prefix {prefix}), {base.name} :{base.port}; logs in {workdir}", flush=True)
+    print(f"servers: {', '.join(f'{s.name} :{s.port}' for s in servers)} "
+          f"(Redis prefix {prefix}); logs in {workdir}", flush=True)
 
     s_embedded = setup_service(embedded, admin_token, ["library", "metro"])
-    s_redis = setup_service(redis, admin_token, ["metro"])
     s_naive = setup_naive(base)
     bench = Bench(args)
     rows: list[Row] = []
@@ -554,13 +557,6 @@ def run_bench(args: argparse.Namespace, workdir: Path, servers: list[Server]) ->
     print("issuance: POST /v1/codes", flush=True)
     svc_issue, naive_issue = bench.compare(
         "issue", [(embedded, issue_requests(s_embedded)), (base, issue_requests(s_naive))])
-    # The codes for the library runs are minted apart from the measured runs, so those
-    # can use the cheaper client (wrk keeps no bodies).
-    codes = codes_from(bench.closed("mint 6,000 codes for library", embedded,
-                                    issue_requests(s_embedded), total=6000,
-                                    keep_bodies=True).result)
-    if not codes:
-        raise BenchError("issuance produced no codes")
     half_issue = svc_issue.result.throughput / 2
     issue_p99 = bench.open("issue p99 @ 50% (open loop)", embedded,
                            issue_requests(s_embedded), half_issue)
@@ -572,6 +568,17 @@ def run_bench(args: argparse.Namespace, workdir: Path, servers: list[Server]) ->
             f"p99 <= {ISSUE_P99_MS:g} ms",
             verdict(issue_p99.result.p99 * 1000 <= ISSUE_P99_MS)),
     ]
+
+    if only_issuance:
+        return _write_json(args, bench, rows)
+    s_redis = setup_service(redis, admin_token, ["metro"])
+    # The codes for the library runs are minted apart from the measured runs, so those
+    # can use the cheaper client (wrk keeps no bodies).
+    codes = codes_from(bench.closed("mint 6,000 codes for library", embedded,
+                                    issue_requests(s_embedded), total=6000,
+                                    keep_bodies=True).result)
+    if not codes:
+        raise BenchError("issuance produced no codes")
 
     # 2. Verify, library (re-scannable), embedded default.
     print("verify: library (embedded default)", flush=True)
@@ -646,6 +653,10 @@ def run_bench(args: argparse.Namespace, workdir: Path, servers: list[Server]) ->
     rows.append(Row("verify metro embedded (SQLite once), sat.", svc_metro_e,
                     svc_metro_e.result.throughput / svc_lib.result.throughput,
                     "(info: / library)", ""))
+    return _write_json(args, bench, rows)
+
+
+def _write_json(args: argparse.Namespace, bench: Bench, rows: list[Row]) -> list[Row]:
     if args.json:
         Path(args.json).write_text(json.dumps({
             "settings": {"duration": args.duration, "connections": args.connections,
@@ -698,6 +709,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         default="wrk" if wrkload.available() else "loadgen",
                         help="closed-loop client for saturation runs (default: wrk when "
                              "installed; open-loop p99 runs always use loadgen)")
+    parser.add_argument("--only", choices=["issuance"],
+                        help="measure only this scenario (issuance: service vs naive "
+                             "issuance and the p99 at half load; no Redis, no limit app)")
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.rounds, args.warmup, args.settle = 2.0, 1, 0.3, 0.3
