@@ -5,7 +5,8 @@ the headers that keep them safe:
 * a strict **Content-Security-Policy**: scripts, styles and images from this origin only
   (no inline script or style anywhere, no ``eval``), API calls to this origin only — plus,
   for the citizen page in the OIDC flow, the identity provider's origin, where the
-  browser exchanges its authorisation code (PKCE) for a token; nothing may frame them;
+  browser exchanges its authorisation code (PKCE) for a token, refreshes it, and POSTs
+  its logout (``form-action``); nothing may frame them;
 * **Cache-Control** per resource: HTML pages ``no-store`` (a page shown after sign-out
   must not come back from a cache), other static assets ``public, max-age=300`` with
   the ETag StaticFiles sets (short: file names carry no version, there is no build step);
@@ -30,6 +31,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from suishen.app.settings import Settings
+from suishen.verifiers.enterprise import EXTRA_ATTRIBUTES
 from suishen.verifiers.policy import ATTRIBUTES, SCENES
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -37,10 +39,12 @@ PAGE_CACHE = "no-store"
 ASSET_CACHE = "public, max-age=300"
 
 
-def content_security_policy(connect_extra: str = "") -> str:
-    """The pages' CSP. ``connect_extra`` adds one origin to ``connect-src`` (the OIDC
-    provider's token endpoint)."""
-    connect = "'self'" + (f" {connect_extra}" if connect_extra else "")
+def content_security_policy(idp_origin: str = "") -> str:
+    """The pages' CSP. ``idp_origin`` (the OIDC provider's) is added to ``connect-src``
+    (its token endpoint: code exchange and refresh) and ``form-action`` (its
+    end-session endpoint, where logout POSTs the ``id_token_hint``)."""
+    extra = f" {idp_origin}" if idp_origin else ""
+    connect = "'self'" + extra
     return "; ".join((
         "default-src 'none'",
         "script-src 'self'",
@@ -50,7 +54,7 @@ def content_security_policy(connect_extra: str = "") -> str:
         "manifest-src 'self'",
         "worker-src 'self'",
         "base-uri 'none'",
-        "form-action 'self'",
+        f"form-action 'self'{extra}",
         "frame-ancestors 'none'",
     ))
 
@@ -96,14 +100,18 @@ class PageHeaders:
         await self.app(scope, receive, send_wrapper)
 
 
+def api_routes(app: FastAPI) -> set[tuple[str, str]]:
+    """``(METHOD, path)`` of every API route, from the OpenAPI document (built once,
+    then cached; it lists the routes of included routers too)."""
+    return {(method.upper(), path)
+            for path, item in app.openapi().get("paths", {}).items() for method in item}
+
+
 def page_config(app: FastAPI, settings: Settings) -> dict[str, Any]:
     """What the citizen page needs to know: how to sign in, and which optional sections
     the service has (an endpoint that is not there is not shown — and not probed, so the
     browser logs no 404)."""
-    # From the OpenAPI document (built once, then cached): it lists every API route,
-    # including those of included routers.
-    paths = {(method.upper(), path)
-             for path, item in app.openapi().get("paths", {}).items() for method in item}
+    paths = api_routes(app)
     oidc = None
     if settings.idp_issuer and settings.idp_client_id:
         oidc = {"issuer": settings.idp_issuer.rstrip("/"), "client_id": settings.idp_client_id,
@@ -122,6 +130,22 @@ def page_config(app: FastAPI, settings: Settings) -> dict[str, Any]:
     }
 
 
+def console_page_config(app: FastAPI) -> dict[str, Any]:
+    """What the console needs to know: the one list of scenes and attributes (the
+    policy table, :mod:`suishen.verifiers`), the enterprise attributes, and which
+    optional sections the service has (as for the citizen page)."""
+    paths = api_routes(app)
+    return {
+        "scenes": list(SCENES),
+        "attributes": sorted(ATTRIBUTES),
+        "enterprise_attributes": list(EXTRA_ATTRIBUTES),
+        "sections": {
+            "enterprises": ("PUT", "/v1/admin/enterprises/{enterprise_id}") in paths,
+            "venues": ("POST", "/v1/admin/venues") in paths,
+        },
+    }
+
+
 def mount_pages(app: FastAPI, settings: Settings) -> None:
     """Serve ``/app/`` and ``/console/`` (and their ``config.json``)."""
     router = APIRouter(include_in_schema=False)
@@ -132,10 +156,8 @@ def mount_pages(app: FastAPI, settings: Settings) -> None:
         return JSONResponse(page_config(request.app, settings), headers=no_store)
 
     @router.get("/console/config.json")
-    async def console_config() -> JSONResponse:
-        # The one list of scenes and attributes: the policy table (suishen.verifiers).
-        return JSONResponse({"scenes": list(SCENES), "attributes": sorted(ATTRIBUTES)},
-                            headers=no_store)
+    async def console_config(request: Request) -> JSONResponse:
+        return JSONResponse(console_page_config(request.app), headers=no_store)
 
     @router.get("/")
     async def root() -> RedirectResponse:
@@ -143,7 +165,7 @@ def mount_pages(app: FastAPI, settings: Settings) -> None:
 
     app.include_router(router)
     idp = origin_of(settings.idp_issuer) if settings.idp_client_id else ""
-    for name, connect_extra in (("app", idp), ("console", "")):
+    for name, idp_origin in (("app", idp), ("console", "")):
         files = StaticFiles(directory=STATIC / name, html=True)
-        app.mount(f"/{name}", PageHeaders(files, csp=content_security_policy(connect_extra)),
+        app.mount(f"/{name}", PageHeaders(files, csp=content_security_policy(idp_origin)),
                   name=f"{name}-pages")

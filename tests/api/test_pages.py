@@ -14,11 +14,13 @@ import pytest
 
 from suishen.app.main import create_app
 from suishen.app.pages import STATIC
+from suishen.verifiers.enterprise import EXTRA_ATTRIBUTES
 from suishen.verifiers.policy import SCENES
 from tests.api.conftest import ADMIN_TOKEN, Api, make_settings
 
 PAGES = ("/app/", "/console/")
 ASSETS = ("/app/app.js", "/app/app.css", "/app/icon.svg", "/app/offline.js", "/app/sw.js",
+          "/app/confirm.js",
           "/app/vendor/qrcode-generator.js", "/console/console.js", "/console/console.css")
 KEK = "ZmFrZS1rZWstZm9yLWFwaS10ZXN0cy0wMTIzNDU2Nzg"
 
@@ -148,9 +150,16 @@ async def test_citizen_page_config_in_development(api: Api) -> None:
     routes = {route for route in json.dumps(api.app.openapi()["paths"]).split('"')}
     assert config["sections"]["devices"] is ("/v1/devices" in routes)
     assert config["sections"]["offline"] is ("/v1/devices" in routes)
+    assert config["sections"]["journeys"] is ("/v1/me/journeys" in routes)
+    assert config["sections"]["checkins"] is ("/v1/me/checkins" in routes)
     r = await api.client.get("/console/config.json")
-    assert r.json()["scenes"] == list(SCENES)
-    assert "reader_id" in r.json()["attributes"]
+    console = r.json()
+    assert console["scenes"] == list(SCENES)
+    assert "reader_id" in console["attributes"]
+    assert console["enterprise_attributes"] == list(EXTRA_ATTRIBUTES)
+    assert console["sections"] == {
+        "enterprises": "/v1/admin/enterprises/{enterprise_id}" in routes,
+        "venues": "/v1/admin/venues" in routes}
 
 
 async def test_citizen_page_config_in_production_offers_oidc_only(tmp_path: Path) -> None:
@@ -171,6 +180,7 @@ async def test_citizen_page_config_in_production_offers_oidc_only(tmp_path: Path
         app_policy = csp(await client.get("/app/"))
         assert_strict(app_policy)
         assert app_policy["connect-src"] == ["'self'", "https://id.city.example"]
+        assert app_policy["form-action"] == ["'self'", "https://id.city.example"]  # logout
         assert csp(await client.get("/console/"))["connect-src"] == ["'self'"]
         assert (await client.post("/v1/dev/citizen-token", json={"sub": "x"})).status_code == 404
 

@@ -10,7 +10,7 @@ from datetime import datetime
 import httpx
 
 from tests.browser.conftest import CODE_TTL, PHONE
-from tests.browser.helpers import shown_code, sign_in_citizen, verify
+from tests.browser.helpers import shown_code, sign_in_citizen, verify, wait_for_items
 from tests.e2e.harness import Server
 
 
@@ -93,14 +93,8 @@ def test_who_read_my_code(open_tab, server: Server) -> None:
     code = shown_code(tab)
     assert verify(server, partner, code, "library")["valid"] is True
     assert verify(server, partner, code + "A", "library")["valid"] is False  # not theirs
-    # Audit records are written off the hot path: wait until the service has stored it
-    # (the page shows what the service has, when the tab opens).
-    token = tab.page.evaluate("sessionStorage.getItem('suishen.citizen.token')")
-    deadline = time.monotonic() + 20
-    while not httpx.get(server.url + "/v1/me/verifications",
-                        headers={"Authorization": f"Bearer {token}"}).json()["items"]:
-        assert time.monotonic() < deadline, "the verification never reached the history"
-        time.sleep(0.2)
+    # Audit records are written off the hot path: wait until the service has stored it.
+    wait_for_items(server, tab, "/v1/me/verifications", 1)
     tab.page.click('[data-tab="reads"]')
     item = tab.page.wait_for_selector("#reads li", timeout=10_000)
     text = item.inner_text()

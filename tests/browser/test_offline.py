@@ -132,7 +132,8 @@ def test_offline_codes_verify_online_too_and_sign_out_forgets_the_device(
     # My devices lists this browser.
     tab.page.click('[data-tab="devices"]')
     item = tab.page.wait_for_selector("#devices li", timeout=10_000)
-    assert "browser" in item.inner_text() and "active" in item.inner_text()
+    assert "browser" in item.inner_text() and "使用中" in item.inner_text()
+    assert item.get_attribute("data-status") == "active"
     tab.shot("my-devices")
     tab.page.click("#signout")
     tab.page.wait_for_selector("#dev-form", state="visible")

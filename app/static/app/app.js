@@ -1,10 +1,17 @@
 // The citizen page (SPEC.md §6.4): sign in, the live code with its countdown, who read my
-// code, my devices. Plain JavaScript, no build step; everything same-origin. The token is
+// code, my journeys, my check-ins, my devices. Plain JavaScript, no build step; everything same-origin. The token is
 // kept in sessionStorage only and sent in the Authorization header, never in a URL.
 "use strict";
 (() => {
   const TOKEN_KEY = "suishen.citizen.token";
   const OIDC_KEY = "suishen.citizen.oidc";
+  // The rest of the sign-in (sessionStorage, JSON): expires_at (ms, this device's clock
+  // when the token came + expires_in), lifetime_ms, and with OIDC token_endpoint,
+  // end_session_endpoint, refresh_token, id_token.
+  const SESSION_KEY = "suishen.citizen.session";
+  // A notice to show once after the provider's logout sends the browser back here.
+  const AFTER_KEY = "suishen.citizen.after";
+  const RETRY_MS = 5000;
   const LANG_KEY = "suishen.lang";
   // A device clock further than this from the service's is "obviously wrong": codes are
   // judged on the service's time (skew 30 s), so the page says so. The countdown itself
@@ -23,6 +30,20 @@
       "tab.code": "我的码",
       "tab.reads": "谁读了我的码",
       "tab.devices": "我的设备",
+      "tab.journeys": "我的行程",
+      "journeys.empty": "还没有乘车记录。",
+      "journeys.fare": "票价",
+      "journeys.yuan": "元",
+      "journeys.offline": "离线闸机",
+      "journeys.online": "在线",
+      "journey.open": "行程中", "journey.complete": "已完成",
+      "journey.incomplete": "未出站（按最高票价）",
+      "journey.exit_without_entry": "无进站记录（按最高票价）",
+      "journey.single_tap": "单次乘车",
+      "tab.checkins": "我的签到",
+      "checkins.empty": "还没有签到记录。",
+      "checkins.gone": "已注销的场所",
+      "venue.venue": "场所", "venue.shop": "商户",
       "code.refresh_in": "刷新倒计时",
       "code.seconds": "秒",
       "code.brightness": "出示时请调高屏幕亮度。",
@@ -34,6 +55,15 @@
       "reads.more": "更多",
       "devices.empty": "没有登记的设备。",
       "devices.valid_until": "凭证有效期至",
+      "devices.this": "本机",
+      "devices.remove": "移除",
+      "devices.confirm": "移除设备“{name}”？它的离线码将立即失效，无法恢复。",
+      "devices.confirm_this": "移除本机（“{name}”）？本机的离线码将立即失效，离线密钥也将从本浏览器删除。",
+      "devices.removed": "设备已移除。",
+      "err.remove_device": "无法移除设备，请稍后再试。",
+      "device.active": "使用中", "device.revoked": "已移除",
+      "confirm.cancel": "取消",
+      "confirm.ok": "确定",
       "signout": "退出登录",
       "err.suspended": "您的码已被暂停使用，请联系服务窗口。",
       "err.signed_out": "您已退出登录或登录已过期，请重新登录。",
@@ -43,6 +73,8 @@
       "err.expired": "码已过期，恢复网络后将自动刷新。",
       "err.signin": "登录失败，请重试。",
       "err.oidc_state": "登录请求已失效，请重新登录。",
+      "err.session_ended": "登录已到期，您已退出。请重新登录。",
+      "signout.done": "您已退出登录。",
       "result.ok": "通过",
       "reason.expired": "已过期", "reason.revoked": "已停用", "reason.replayed": "重复使用",
       "reason.scene_not_allowed": "场景不允许", "reason.passback": "重复进站",
@@ -64,6 +96,20 @@
       "tab.code": "My code",
       "tab.reads": "Who read my code",
       "tab.devices": "My devices",
+      "tab.journeys": "My journeys",
+      "journeys.empty": "No journeys yet.",
+      "journeys.fare": "fare",
+      "journeys.yuan": "yuan",
+      "journeys.offline": "offline gate",
+      "journeys.online": "online",
+      "journey.open": "in progress", "journey.complete": "complete",
+      "journey.incomplete": "no exit (maximum fare)",
+      "journey.exit_without_entry": "no entry recorded (maximum fare)",
+      "journey.single_tap": "single ride",
+      "tab.checkins": "My check-ins",
+      "checkins.empty": "No check-ins yet.",
+      "checkins.gone": "a venue no longer registered",
+      "venue.venue": "venue", "venue.shop": "shop",
       "code.refresh_in": "New code in",
       "code.seconds": "s",
       "code.brightness": "Turn your screen brightness up when you show the code.",
@@ -75,6 +121,15 @@
       "reads.more": "More",
       "devices.empty": "No registered devices.",
       "devices.valid_until": "credentials valid until",
+      "devices.this": "this browser",
+      "devices.remove": "Remove",
+      "devices.confirm": "Remove the device “{name}”? Its offline codes stop working at once; this cannot be undone.",
+      "devices.confirm_this": "Remove this browser (“{name}”)? Its offline codes stop working at once and its offline keys are deleted from this browser.",
+      "devices.removed": "The device has been removed.",
+      "err.remove_device": "The device could not be removed. Please try again later.",
+      "device.active": "active", "device.revoked": "removed",
+      "confirm.cancel": "Cancel",
+      "confirm.ok": "Confirm",
       "signout": "Sign out",
       "err.suspended": "Your code is suspended. Please contact a service counter.",
       "err.signed_out": "You are signed out or your sign-in has expired. Please sign in again.",
@@ -84,6 +139,8 @@
       "err.expired": "The code has expired; it refreshes when the network is back.",
       "err.signin": "Sign-in failed. Please try again.",
       "err.oidc_state": "That sign-in request is no longer valid. Please sign in again.",
+      "err.session_ended": "Your sign-in has ended and you are signed out. Please sign in again.",
+      "signout.done": "You have signed out.",
       "result.ok": "accepted",
       "reason.expired": "expired", "reason.revoked": "suspended or revoked",
       "reason.replayed": "used twice", "reason.scene_not_allowed": "not allowed here",
@@ -108,8 +165,6 @@
   let serial = 0;
   let noticeKey = null;
   let clockWrong = false;
-  let reads = [];
-  let readsNext = null;
   let devices = null;
   let offlineMode = false;
   // An offline code's lifetime at a gate is 30 s (SUISHEN_OFFLINE_CODE_LIFETIME_SECONDS);
@@ -130,7 +185,7 @@
     $("lang").textContent = lang === "zh" ? "English" : "中文";
     $("qr").alt = t("code.alt");
     renderNotice();
-    renderReads();
+    for (const pager of Object.values(pagers)) pager.render();
     renderDevices();
   }
 
@@ -144,7 +199,7 @@
     const key = noticeKey || (clockWrong ? "err.clock" : null);
     el.hidden = !key;
     el.textContent = key ? t(key) : "";
-    el.className = "notice" + (key && key !== "err.clock" ? " error" : "");
+    el.className = "notice" + (key && key.startsWith("err.") && key !== "err.clock" ? " error" : "");
     el.dataset.key = key || "";
   }
 
@@ -156,7 +211,7 @@
     if (wrong !== clockWrong) { clockWrong = wrong; renderNotice(); }
   }
 
-  async function api(path, options = {}) {
+  async function api(path, options = {}, retried = false) {
     const token = sessionStorage.getItem(TOKEN_KEY);
     const headers = Object.assign({}, options.headers || {});
     if (token) headers.Authorization = "Bearer " + token;
@@ -170,10 +225,92 @@
     }
     checkClock(response);
     if (response.status === 401) {
-      signOut("err.signed_out");
+      // Refused before the page expected (a clock, a revocation): one refresh, one retry.
+      if (!retried && session().refresh_token && (await refreshSession())) {
+        return api(path, options, true);
+      }
+      if (sessionStorage.getItem(TOKEN_KEY)) signOut("err.signed_out");
       throw new PageError("signed_out");
     }
     return response;
+  }
+
+  // --- the sign-in's lifetime: refresh before expiry, or a clear "signed out" ---------
+  let sessionTimer = null;
+  let refreshing = null;
+  const session = () => JSON.parse(sessionStorage.getItem(SESSION_KEY) || "{}");
+
+  /** Keep a token response (RFC 6749 §5.1) and plan what happens before it expires. */
+  function saveTokens(body, extra) {
+    const s = Object.assign(session(), extra || {});
+    const life = Number(body.expires_in);
+    s.lifetime_ms = life > 0 ? life * 1000 : null;
+    s.expires_at = life > 0 ? Date.now() + life * 1000 : null;
+    if (body.refresh_token) s.refresh_token = body.refresh_token; // rotated, or kept
+    if (body.id_token) s.id_token = body.id_token;
+    sessionStorage.setItem(TOKEN_KEY, body.access_token);
+    sessionStorage.setItem(SESSION_KEY, JSON.stringify(s));
+    planSession();
+  }
+
+  function planSession() {
+    clearTimeout(sessionTimer);
+    const s = session();
+    if (!s.expires_at || !sessionStorage.getItem(TOKEN_KEY)) return;
+    const left = s.expires_at - Date.now();
+    if (s.refresh_token && s.token_endpoint) {
+      // A minute early, or a quarter of a short lifetime.
+      const lead = Math.min(60000, (s.lifetime_ms || 0) / 4);
+      sessionTimer = setTimeout(refreshSession, Math.max(0, left - lead));
+    } else {
+      sessionTimer = setTimeout(sessionEnded, Math.max(0, left - 1000));
+    }
+  }
+
+  function sessionEnded() {
+    // Offline, the offline code needs no token: it stays until the network is back
+    // (the first refused call then signs out).
+    if (offlineMode || !navigator.onLine) { sessionTimer = setTimeout(sessionEnded, RETRY_MS); return; }
+    signOut("err.session_ended");
+  }
+
+  /** The refresh_token grant (RFC 6749 §6) at the provider; true when a new access
+   * token is in. One at a time: a timer and a refused call may both ask. */
+  function refreshSession() {
+    if (!refreshing) refreshing = doRefresh().finally(() => { refreshing = null; });
+    return refreshing;
+  }
+
+  async function doRefresh() {
+    clearTimeout(sessionTimer);
+    const s = session();
+    if (!s.refresh_token || !s.token_endpoint || !config.oidc) return false;
+    let response;
+    try {
+      response = await fetch(s.token_endpoint, {
+        method: "POST", credentials: "omit", cache: "no-store", redirect: "error",
+        headers: { "Content-Type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({
+          grant_type: "refresh_token", refresh_token: s.refresh_token,
+          client_id: config.oidc.client_id,
+        }).toString(),
+      });
+    } catch (e) {
+      sessionTimer = setTimeout(refreshSession, RETRY_MS); // no network: try again
+      return false;
+    }
+    let body = null;
+    try { body = await response.json(); } catch (e) { body = null; }
+    if (response.ok && body && body.access_token) {
+      saveTokens(body);
+      return true;
+    }
+    if (response.status >= 500 && Date.now() < s.expires_at) {
+      sessionTimer = setTimeout(refreshSession, RETRY_MS); // the provider is busy
+      return false;
+    }
+    signOut("err.session_ended"); // invalid_grant: the provider ended the sign-in
+    return false;
   }
 
   async function problemType(response) {
@@ -329,42 +466,110 @@
     }
   }
 
-  // --- who read my code ------------------------------------------------------------
-  async function loadReads(more) {
-    const query = more && readsNext ? "&before=" + encodeURIComponent(readsNext) : "";
-    let response;
-    try { response = await api("/v1/me/verifications?limit=20" + query); } catch (e) { return; }
-    if (!response.ok) return;
-    const page = await response.json();
-    reads = more ? reads.concat(page.items || []) : (page.items || []);
-    readsNext = page.next_before || null;
-    renderReads();
+  // --- paginated lists: who read my code, my journeys ---------------------------------
+  const when = (iso) => (iso ? new Date(iso).toLocaleString(lang === "zh" ? "zh-CN" : "en-GB") : "");
+
+  // A list the service pages newest first with ?limit=&before=, answering
+  // {"items": [...], "next_before": ...}; `row(item)` makes one <li>.
+  function pager(path, listId, emptyId, moreId, row) {
+    const state = { items: [], next: null };
+    state.load = async (more) => {
+      const query = more && state.next ? "&before=" + encodeURIComponent(state.next) : "";
+      let response;
+      try { response = await api(path + "?limit=20" + query); } catch (e) { return; }
+      if (!response.ok) return;
+      const page = await response.json();
+      state.items = more ? state.items.concat(page.items || []) : (page.items || []);
+      state.next = page.next_before || null;
+      state.render();
+    };
+    state.render = () => {
+      $(listId).replaceChildren(...state.items.map(row));
+      $(emptyId).hidden = state.items.length > 0;
+      $(moreId).hidden = !state.next;
+    };
+    state.clear = () => { state.items = []; state.next = null; state.render(); };
+    return state;
   }
 
-  function renderReads() {
-    const list = $("reads");
-    list.replaceChildren();
-    for (const item of reads) {
-      const li = document.createElement("li");
-      const when = new Date(item.verified_at).toLocaleString(lang === "zh" ? "zh-CN" : "en-GB");
-      const scene = t("scene." + item.scene);
-      const result = item.valid ? t("result.ok") : t("reason." + item.result);
-      const parts = [when, item.partner, scene, item.checkpoint, item.direction, result];
-      li.textContent = parts.filter((p) => p).join(" · ");
-      if (!item.valid) li.className = "bad";
-      list.append(li);
-    }
-    $("reads-empty").hidden = reads.length > 0;
-    $("reads-more").hidden = !readsNext;
+  function readRow(item) {
+    const li = document.createElement("li");
+    const scene = t("scene." + item.scene);
+    const result = item.valid ? t("result.ok") : t("reason." + item.result);
+    const parts = [when(item.verified_at), item.partner, scene, item.checkpoint, item.direction,
+      result];
+    li.textContent = parts.filter((p) => p).join(" · ");
+    if (!item.valid) li.className = "bad";
+    return li;
   }
+
+  // Money is integer fen (SPEC.md §6.2): shown as yuan with two decimals, no float.
+  const yuan = (fen) => Math.floor(fen / 100) + "." + String(fen % 100).padStart(2, "0");
+
+  function span(className, text) {
+    const el = document.createElement("span");
+    el.className = className;
+    el.textContent = text;
+    return el;
+  }
+
+  function journeyRow(item) {
+    const li = document.createElement("li");
+    li.className = "journey";
+    li.dataset.status = item.status;
+    li.dataset.fare = String(item.fare);
+    const head = document.createElement("div");
+    head.append(span("network", t("scene." + item.network)),
+      span("status", t("journey." + item.status)),
+      span("fare", t("journeys.fare") + " " + yuan(item.fare) + " " + t("journeys.yuan")),
+      span("badge " + (item.offline ? "offline" : "online"),
+        t(item.offline ? "journeys.offline" : "journeys.online")));
+    const stops = document.createElement("div");
+    stops.className = "stops";
+    const entry = [item.entry_station, when(item.entered_at)].filter((p) => p).join(" ");
+    const exit = [item.exit_station, when(item.exited_at)].filter((p) => p).join(" ");
+    stops.textContent = [entry, exit].filter((p) => p).join(" → ");
+    li.append(head, stops);
+    return li;
+  }
+
+  function checkinRow(item) {
+    const li = document.createElement("li");
+    li.className = "checkin";
+    const v = item.venue;
+    if (v) li.dataset.venueId = v.venue_id;
+    const head = document.createElement("div");
+    head.append(span("venue-name", v ? v.name : t("checkins.gone")));
+    if (v) head.append(span("badge", t("venue." + v.kind)));
+    const rest = document.createElement("div");
+    rest.className = "stops";
+    rest.textContent = [v ? v.address : "", when(item.checked_in_at)].filter((p) => p).join(" · ");
+    li.append(head, rest);
+    return li;
+  }
+
+  const pagers = {
+    reads: pager("/v1/me/verifications", "reads", "reads-empty", "reads-more", readRow),
+    journeys: pager("/v1/me/journeys", "journeys", "journeys-empty", "journeys-more",
+      journeyRow),
+    checkins: pager("/v1/me/checkins", "checkins", "checkins-empty", "checkins-more",
+      checkinRow),
+  };
 
   // --- my devices (only when the service has GET /v1/devices) -----------------------
+  let thisDevice = null; // this browser's device id, from offline.js's IndexedDB
+
   async function loadDevices() {
     let response;
     try { response = await api("/v1/devices"); } catch (e) { return; }
     if (!response.ok) return;
     const body = await response.json();
-    devices = Array.isArray(body) ? body : (body.items || body.devices || []);
+    try {
+      thisDevice = typeof SuishenOffline === "object" ? await SuishenOffline.deviceId() : null;
+    } catch (e) {
+      thisDevice = null;
+    }
+    devices = body.devices || [];
     renderDevices();
   }
 
@@ -374,13 +579,47 @@
     if (!devices) return;
     for (const d of devices) {
       const li = document.createElement("li");
-      const until = d.credentials_valid_until || d.valid_until || "";
-      const parts = [d.name || d.device_id || d.id, d.status,
-        until ? t("devices.valid_until") + " " + new Date(until).toLocaleString() : ""];
-      li.textContent = parts.filter((p) => p).join(" · ");
+      li.className = "device";
+      li.dataset.deviceId = d.device_id;
+      li.dataset.status = d.status;
+      const mine = d.device_id === thisDevice;
+      const until = d.status === "active" ? d.credentials_valid_until : "";
+      const parts = [d.name, mine ? t("devices.this") : "", t("device." + d.status),
+        until ? t("devices.valid_until") + " " + when(until) : ""];
+      li.append(span("what", parts.filter((p) => p).join(" · ")));
+      if (d.status === "active") {
+        const remove = document.createElement("button");
+        remove.type = "button";
+        remove.className = "remove";
+        remove.textContent = t("devices.remove");
+        remove.addEventListener("click", () => removeDevice(d, mine));
+        li.append(remove);
+      }
       list.append(li);
     }
     $("devices-empty").hidden = devices.length > 0;
+  }
+
+
+  async function removeDevice(device, mine) {
+    const text = t(mine ? "devices.confirm_this" : "devices.confirm").replace("{name}", device.name);
+    if (!(await SuishenConfirm(text))) return;
+    let response;
+    try {
+      response = await api("/v1/devices/" + encodeURIComponent(device.device_id),
+        { method: "DELETE" });
+    } catch (e) {
+      if (e.kind === "offline") showNotice("err.remove_device");
+      return;
+    }
+    // 404: already gone. Either way this browser's keys for it are of no more use.
+    if (!response.ok && response.status !== 404) { showNotice("err.remove_device"); return; }
+    if (mine) {
+      await SuishenOffline.wipe();
+      document.body.dataset.offline = "none";
+    }
+    showNotice("devices.removed");
+    await loadDevices();
   }
 
   // --- tabs --------------------------------------------------------------------------
@@ -390,7 +629,8 @@
       tab.setAttribute("aria-selected", on ? "true" : "false");
       $("tab-" + tab.dataset.tab).hidden = !on;
     }
-    if (name === "reads") loadReads(false);
+    clearNotice(["devices.removed"]);
+    if (pagers[name]) pagers[name].load(false);
     if (name === "devices") loadDevices();
   }
 
@@ -420,6 +660,7 @@
       const state = randomText(16);
       sessionStorage.setItem(OIDC_KEY, JSON.stringify({
         state, verifier, token_endpoint: meta.token_endpoint,
+        end_session_endpoint: meta.end_session_endpoint || null,
       }));
       const url = new URL(meta.authorization_endpoint);
       url.search = new URLSearchParams({
@@ -444,7 +685,7 @@
     }
     try {
       const response = await fetch(saved.token_endpoint, {
-        method: "POST", credentials: "omit", cache: "no-store",
+        method: "POST", credentials: "omit", cache: "no-store", redirect: "error",
         headers: { "Content-Type": "application/x-www-form-urlencoded" },
         body: new URLSearchParams({
           grant_type: "authorization_code", code: params.get("code"),
@@ -454,7 +695,9 @@
       });
       const body = await response.json();
       if (!response.ok || !body.access_token) throw new PageError("signin");
-      sessionStorage.setItem(TOKEN_KEY, body.access_token);
+      sessionStorage.removeItem(SESSION_KEY);
+      saveTokens(body, { token_endpoint: saved.token_endpoint,
+        end_session_endpoint: saved.end_session_endpoint });
       return true;
     } catch (e) {
       showNotice("err.signin");
@@ -473,7 +716,8 @@
         headers: { "Content-Type": "application/json" }, body: JSON.stringify({ sub }),
       });
       if (!response.ok) throw new PageError("signin");
-      sessionStorage.setItem(TOKEN_KEY, (await response.json()).access_token);
+      sessionStorage.removeItem(SESSION_KEY);
+      saveTokens(await response.json());
       clearNotice();
       showSignedIn();
     } catch (e) {
@@ -496,6 +740,8 @@
     $("signed-in").hidden = false;
     document.querySelector('[data-tab="devices"]').hidden = !config.sections.devices;
     document.querySelector('[data-tab="reads"]').hidden = !config.sections.verifications;
+    document.querySelector('[data-tab="journeys"]').hidden = !config.sections.journeys;
+    document.querySelector('[data-tab="checkins"]').hidden = !config.sections.checkins;
     selectTab("code");
     loadCode();
     prepareOffline();
@@ -503,16 +749,53 @@
 
   function signOut(key, forget) {
     sessionStorage.removeItem(TOKEN_KEY);
+    sessionStorage.removeItem(SESSION_KEY);
+    clearTimeout(sessionTimer);
     // Signing out on purpose forgets this device's offline keys and credentials (the
     // next citizen on this browser must not show them); an expired sign-in keeps them.
-    if (forget && typeof SuishenOffline === "object") SuishenOffline.wipe().catch(() => {});
+    const wiped = forget && typeof SuishenOffline === "object"
+      ? SuishenOffline.wipe().catch(() => {}) : Promise.resolve();
     clearTimeout(refreshTimer);
     blankCode();
-    reads = []; readsNext = null; devices = null;
-    renderReads(); renderDevices();
+    for (const p of Object.values(pagers)) p.clear();
+    devices = null;
+    renderDevices();
     $("suspended").hidden = true;
     showNotice(key || null);
     showSignIn();
+    return wiped;
+  }
+
+  /** Sign out on purpose: the tokens and this browser's offline keys go; with OIDC, the
+   * provider's session too (RP-Initiated Logout: end_session_endpoint, when the
+   * discovery document names one), which sends the browser back to /app/. */
+  async function logout() {
+    const s = session();
+    await signOut(null, true);
+    if (!config.oidc || !s.end_session_endpoint) { showNotice("signout.done"); return; }
+    sessionStorage.setItem(AFTER_KEY, "signout.done");
+    const target = new URL(s.end_session_endpoint);
+    const fields = { client_id: config.oidc.client_id, post_logout_redirect_uri: redirectUri() };
+    if (target.origin === new URL(config.oidc.issuer).origin && s.id_token) {
+      // POST (allowed by the page's form-action): the id_token_hint stays out of every
+      // URL, history and log.
+      const form = document.createElement("form");
+      form.method = "post";
+      form.action = target.toString();
+      fields.id_token_hint = s.id_token;
+      for (const [name, value] of Object.entries(fields)) {
+        const input = document.createElement("input");
+        input.type = "hidden";
+        input.name = name;
+        input.value = value;
+        form.append(input);
+      }
+      document.body.append(form);
+      form.submit();
+    } else {
+      for (const [name, value] of Object.entries(fields)) target.searchParams.set(name, value);
+      location.assign(target.toString());
+    }
   }
 
   // --- start -------------------------------------------------------------------------
@@ -525,17 +808,19 @@
     });
     $("dev-form").addEventListener("submit", devSignIn);
     $("oidc-submit").addEventListener("click", startOidc);
-    $("signout").addEventListener("click", () => signOut(null, true));
+    $("signout").addEventListener("click", logout);
     $("refresh").addEventListener("click", loadCode);
-    $("reads-more").addEventListener("click", () => loadReads(true));
+    for (const [name, p] of Object.entries(pagers)) {
+      $(name + "-more").addEventListener("click", () => p.load(true));
+    }
     for (const tab of document.querySelectorAll(".tab")) {
       tab.addEventListener("click", () => selectTab(tab.dataset.tab));
     }
     // Timers are throttled in a hidden tab: catch up as soon as the page is seen again.
     document.addEventListener("visibilitychange", () => {
-      if (!document.hidden && sessionStorage.getItem(TOKEN_KEY) && performance.now() >= refreshAt) {
-        loadCode();
-      }
+      if (document.hidden || !sessionStorage.getItem(TOKEN_KEY)) return;
+      planSession(); // a timer that was due while hidden runs now
+      if (performance.now() >= refreshAt) loadCode();
     });
     tickTimer = setInterval(tick, 250);
     try {
@@ -547,8 +832,16 @@
     const params = new URLSearchParams(location.search);
     if (config.oidc && params.has("code")) await finishOidc(params);
     else if (params.has("code") || params.has("error")) history.replaceState(null, "", location.pathname);
+    const after = sessionStorage.getItem(AFTER_KEY);
+    sessionStorage.removeItem(AFTER_KEY);
+    if (after === "signout.done") showNotice(after);
     document.body.dataset.ready = "true";
-    if (sessionStorage.getItem(TOKEN_KEY)) showSignedIn(); else showSignIn();
+    if (sessionStorage.getItem(TOKEN_KEY)) {
+      planSession();
+      showSignedIn();
+    } else {
+      showSignIn();
+    }
   }
 
   document.addEventListener("DOMContentLoaded", start);

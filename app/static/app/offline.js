@@ -216,5 +216,10 @@ const SuishenOffline = (() => {
     return (await allCredentials()).some((c) => c.start <= now && now < c.end);
   }
 
-  return { ensure, code, wipe, hasCredentials, makeCode, base45 };
+  /** This browser's device id at the service, or null when it is not registered. */
+  async function deviceId() {
+    return (await getMeta()).device_id || null;
+  }
+
+  return { ensure, code, wipe, hasCredentials, deviceId, makeCode, base45 };
 })();

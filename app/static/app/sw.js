@@ -4,8 +4,8 @@
 // while online; the cache is the fallback only. API calls (/v1/...) are never touched:
 // nothing with a token, and no code, is ever cached here.
 "use strict";
-const CACHE = "suishen-app-1";
-const SHELL = ["./", "app.css", "app.js", "offline.js", "vendor/qrcode-generator.js",
+const CACHE = "suishen-app-2";
+const SHELL = ["./", "app.css", "app.js", "offline.js", "confirm.js", "vendor/qrcode-generator.js",
   "icon.svg", "config.json"];
 
 self.addEventListener("install", (event) => {

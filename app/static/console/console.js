@@ -1,4 +1,5 @@
-// The operator console (SPEC.md §6.4): citizens, partners, keys and a live panel. Plain
+// The operator console (SPEC.md §6.4): citizens, partners, enterprises, venues, keys and
+// a live panel (enterprises and venues where the service has them: config.json). Plain
 // JavaScript, no build step, same-origin API only. The admin token is kept in this tab's
 // sessionStorage and sent in the Authorization header only — never in a URL.
 "use strict";
@@ -10,7 +11,7 @@
     "#5d4037", "#c2185b", "#455a64", "#9e9d24"];
 
   const $ = (id) => document.getElementById(id);
-  let config = { scenes: [], attributes: [] };
+  let config = { scenes: [], attributes: [], enterprise_attributes: [], sections: {} };
   let subject = null;
   let pollTimer = null;
   let previous = null; // last stats reading: {at_ms, counts: Map}
@@ -27,7 +28,11 @@
   async function describe(response) {
     try {
       const body = await response.json();
-      return body.detail || body.title || ("HTTP " + response.status);
+      const text = body.detail || body.title || ("HTTP " + response.status);
+      // A 422 lists what is wrong with each field (never the values sent).
+      const fields = (body.errors || []).map((e) =>
+        (e.loc || []).filter((p) => p !== "body").join(".") + ": " + e.msg);
+      return fields.length ? text + " — " + fields.join("; ") : text;
     } catch (e) {
       return "HTTP " + response.status;
     }
@@ -56,15 +61,7 @@
     return response;
   }
 
-  function confirmAction(text) {
-    const dialog = $("confirm");
-    $("confirm-text").textContent = text;
-    dialog.returnValue = "";
-    return new Promise((resolve) => {
-      dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
-      dialog.showModal();
-    });
-  }
+  const confirmAction = (text) => SuishenConfirm(text); // ../app/confirm.js
 
   // --- citizens ----------------------------------------------------------------------
   function renderSubject() {
@@ -91,21 +88,25 @@
     }
   }
 
+  /** GET ``path``: the resource, or ``fresh`` (to be created by saving) on a 404, or
+   * null on another error (shown). */
+  async function findOrNew(path, fresh, what) {
+    const response = await api(path);
+    if (response.status === 404) {
+      notice("No " + what + " yet: saving creates it.", true);
+      return fresh;
+    }
+    if (response.ok) { notice(""); return response.json(); }
+    notice(await describe(response));
+    return null;
+  }
+
   async function findSubject(event) {
     event.preventDefault();
     const sub = $("find-sub").value.trim();
     if (!sub) return;
-    const response = await api("/v1/admin/subjects/" + encodeURIComponent(sub));
-    if (response.status === 404) {
-      subject = { sub, status: "active", attributes: {} };
-      notice("No citizen " + sub + " yet: saving creates one.", true);
-    } else if (response.ok) {
-      subject = await response.json();
-      notice("");
-    } else {
-      subject = null;
-      notice(await describe(response));
-    }
+    subject = await findOrNew("/v1/admin/subjects/" + encodeURIComponent(sub),
+      { sub, status: "active", attributes: {} }, "citizen " + sub);
     renderSubject();
   }
 
@@ -181,6 +182,140 @@
     $("client-secret").textContent = "";
     $("client-id").textContent = "";
     $("secret-box").hidden = true;
+  }
+
+  // --- enterprises (PUT/GET /v1/admin/enterprises/{id}) -------------------------------
+  let enterprise = null;
+  const lines = (text) => text.split("\n").map((l) => l.trim()).filter((l) => l);
+
+  function renderEnterprise() {
+    $("ent-form").hidden = !enterprise;
+    if (!enterprise) return;
+    $("ent-id").textContent = enterprise.enterprise_id + (enterprise.created_at ? "" : " (new)");
+    $("ent-updated").textContent = enterprise.updated_at ? "updated " + enterprise.updated_at : "";
+    $("ent-name").value = enterprise.name || "";
+    $("ent-uscc").value = enterprise.uscc || "";
+    $("ent-status").value = enterprise.status || "active";
+    for (const name of config.enterprise_attributes) {
+      const value = (enterprise.attributes || {})[name];
+      $("ent-attr-" + name).value = Array.isArray(value) ? value.join("\n") : (value || "");
+    }
+    $("ent-agents").value = (enterprise.agents || []).join("\n");
+  }
+
+  async function findEnterprise(event) {
+    event.preventDefault();
+    const id = $("ent-find-id").value.trim();
+    if (!id) return;
+    enterprise = await findOrNew("/v1/admin/enterprises/" + encodeURIComponent(id),
+      { enterprise_id: id, status: "active", attributes: {}, agents: [] }, "enterprise " + id);
+    renderEnterprise();
+  }
+
+  async function saveEnterprise(event) {
+    event.preventDefault();
+    const attributes = {};
+    for (const name of config.enterprise_attributes) {
+      const values = lines($("ent-attr-" + name).value);
+      if (values.length) attributes[name] = values.length === 1 ? values[0] : values;
+    }
+    const body = { name: $("ent-name").value.trim(), uscc: $("ent-uscc").value.trim().toUpperCase(),
+      status: $("ent-status").value, attributes, agents: lines($("ent-agents").value) };
+    const response = await api("/v1/admin/enterprises/" +
+      encodeURIComponent(enterprise.enterprise_id), { method: "PUT", json: body });
+    if (!response.ok) { notice(await describe(response)); return; }
+    enterprise = await response.json();
+    notice("Saved: enterprise " + enterprise.enterprise_id + " is " + enterprise.status +
+      " with " + enterprise.agents.length + " agent(s).", true);
+    renderEnterprise();
+  }
+
+  function enterpriseFields() {
+    const box = $("ent-attributes");
+    for (const name of config.enterprise_attributes) {
+      const label = document.createElement("label");
+      label.htmlFor = "ent-attr-" + name;
+      label.textContent = name;
+      const input = document.createElement("textarea");
+      input.id = "ent-attr-" + name;
+      input.rows = 2;
+      box.append(label, input);
+    }
+  }
+
+  // --- venues (POST /v1/admin/venues, GET and revoke; the public poster) ---------------
+  let venue = null;
+
+  function renderVenue() {
+    $("venue").hidden = !venue;
+    if (!venue) return;
+    const revoked = !!venue.revoked_at;
+    $("venue-name").textContent = venue.name;
+    $("venue-kind").textContent = venue.kind;
+    $("venue-address").textContent = venue.address;
+    $("venue-id").textContent = venue.venue_id;
+    $("venue-status").textContent = revoked ? "revoked " + venue.revoked_at : "active";
+    $("venue-status").className = revoked ? "revoked" : "";
+    $("venue-enterprise").textContent = venue.enterprise_id ? "enterprise " + venue.enterprise_id : "";
+    $("venue-info").replaceChildren(...Object.entries(venue.info || {}).map(([k, v]) => {
+      const li = document.createElement("li");
+      li.textContent = k + ": " + v;
+      return li;
+    }));
+    // The poster is public (no token): plain links and an <img> on this origin. A
+    // revoked venue has none.
+    const base = "/v1/venues/" + encodeURIComponent(venue.venue_id) + "/code?format=";
+    $("venue-poster-box").hidden = revoked;
+    $("venue-svg").href = revoked ? "" : base + "svg";
+    $("venue-png").href = revoked ? "" : base + "png";
+    if (revoked) $("venue-poster").removeAttribute("src"); else $("venue-poster").src = base + "svg";
+    $("venue-revoke").hidden = revoked;
+  }
+
+  async function registerVenue(event) {
+    event.preventDefault();
+    const info = {};
+    for (const line of lines($("venue-info-in").value)) {
+      const at = line.indexOf(":");
+      if (at <= 0) { notice("Public information: write each line as key: value."); return; }
+      info[line.slice(0, at).trim()] = line.slice(at + 1).trim();
+    }
+    const body = { name: $("venue-name-in").value.trim(), address: $("venue-address-in").value.trim(),
+      kind: $("venue-kind-in").value, info };
+    const enterpriseId = $("venue-enterprise-in").value.trim();
+    if (enterpriseId) body.enterprise_id = enterpriseId;
+    const response = await api("/v1/admin/venues", { method: "POST", json: body });
+    if (!response.ok) { notice(await describe(response)); return; }
+    venue = await response.json();
+    $("venue-form").reset();
+    notice("Venue " + venue.name + " registered: id " + venue.venue_id + ".", true);
+    renderVenue();
+  }
+
+  async function findVenue(event) {
+    event.preventDefault();
+    const id = $("venue-find-id").value.trim();
+    if (!id) return;
+    const response = await api("/v1/admin/venues/" + encodeURIComponent(id));
+    if (response.ok) {
+      venue = await response.json();
+      notice("");
+    } else {
+      venue = null;
+      notice(response.status === 404 ? "No venue " + id + "." : await describe(response));
+    }
+    renderVenue();
+  }
+
+  async function revokeVenue() {
+    if (!(await confirmAction("Revoke venue " + venue.name + " (" + venue.venue_id + ")? Its " +
+      "printed code is refused from now on, everywhere. This cannot be undone."))) return;
+    const response = await api("/v1/admin/venues/" + encodeURIComponent(venue.venue_id) +
+      "/revoke", { method: "POST" });
+    if (!response.ok) { notice(await describe(response)); return; }
+    venue = await response.json();
+    notice("Venue " + venue.venue_id + " revoked.", true);
+    renderVenue();
   }
 
   // --- keys --------------------------------------------------------------------------
@@ -362,6 +497,10 @@
     sessionStorage.removeItem(TOKEN_KEY);
     clearTimeout(pollTimer);
     subject = null;
+    enterprise = null;
+    venue = null;
+    renderEnterprise();
+    renderVenue();
     forgetSecret();
     $("console").hidden = true;
     $("signout").hidden = true;
@@ -378,6 +517,10 @@
     }
     checkboxes($("partner-scenes"), config.scenes, "scene-");
     checkboxes($("partner-attributes"), config.attributes, "attribute-");
+    enterpriseFields();
+    const sections = config.sections || {};
+    document.querySelector('[data-tab="enterprises"]').hidden = !sections.enterprises;
+    document.querySelector('[data-tab="venues"]').hidden = !sections.venues;
     $("signin-form").addEventListener("submit", signIn);
     $("signout").addEventListener("click", () => signOut(""));
     $("find-form").addEventListener("submit", findSubject);
@@ -391,6 +534,11 @@
     $("copy-secret").addEventListener("click", copySecret);
     $("secret-done").addEventListener("click", forgetSecret);
     $("rotate").addEventListener("click", rotateKeys);
+    $("ent-find-form").addEventListener("submit", findEnterprise);
+    $("ent-form").addEventListener("submit", saveEnterprise);
+    $("venue-form").addEventListener("submit", registerVenue);
+    $("venue-find-form").addEventListener("submit", findVenue);
+    $("venue-revoke").addEventListener("click", revokeVenue);
     for (const tab of document.querySelectorAll(".tab")) {
       tab.addEventListener("click", () => selectTab(tab.dataset.tab));
     }
