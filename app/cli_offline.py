@@ -328,12 +328,18 @@ def _gate_upload(args: argparse.Namespace) -> int:
     gate = Gate.with_anchors({})
     gate.restore(state_path, now=base._now())
     client = PartnerClient(args.url, args.client_id, args.client_secret)
-    sent = 0
+    totals = {"uploaded": 0, "accepted": 0, "duplicates": 0, "duplicate_uses": 0,
+              "ignored": 0, "errors": 0}
     while gate.log:
         batch = gate.log[:UPLOAD_BATCH]
-        client.upload_gate_events(batch)
+        answer = client.upload_gate_events(batch)
+        # The service has judged every entry of the batch (an entry it refused will be
+        # refused again): all of them leave the log, so nothing is re-sent forever.
         gate.forget_uploaded(len(batch))
-        sent += len(batch)
+        totals["uploaded"] += len(batch)
+        for name in ("accepted", "duplicates", "duplicate_uses", "ignored"):
+            totals[name] += int(answer.get(name, 0))
+        totals["errors"] += len(answer.get("errors", ()))
         gate.save(state_path)  # after each batch: an interrupted upload resends nothing
-    base._print_json({"uploaded": sent})
+    base._print_json(totals)
     return base.EXIT_OK

@@ -26,6 +26,7 @@ from suishen.app.observability import GaugeLoop, Metrics
 from suishen.app.services.audit import AuditWriter
 from suishen.app.services.devices import DeviceService
 from suishen.app.services.enterprises import EnterpriseService
+from suishen.app.services.gate_events import GateUploads
 from suishen.app.services.issuance import IssuanceService
 from suishen.app.services.keys import TOKENS, KeyManager, KeyView, default_overlaps
 from suishen.app.services.partners import PartnerService
@@ -64,6 +65,7 @@ class Runtime:
     transit: TransitService
     enterprises: EnterpriseService
     resolver: ResolveService
+    gate_events: GateUploads
     dev_idp: DevIdentityProvider | None = None
     clock: Clock = SYSTEM_CLOCK
     _key_poll: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -202,6 +204,7 @@ async def build_runtime(
         transit=transit,
         enterprises=enterprises,
         resolver=ResolveService(verifier, issuer=partner_tokens.issuer),
+        gate_events=GateUploads(db, verifier=verifier, transit=transit, clock=clock),
         trust=TrustService(
             db, keys, slot_seconds=settings.offline_slot_seconds,
             list_size=settings.offline_status_list_size,

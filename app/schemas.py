@@ -1,7 +1,8 @@
 """Request and response models for the HTTP API (and its OpenAPI document).
 
-The verify route parses with msgspec for speed (:class:`VerifyBody`); that type is also
-the source of its OpenAPI entry (:func:`verify_openapi`).
+The two hot routes, verify and issuance, parse and answer with msgspec for speed
+(:class:`VerifyBody`, :class:`CodeRequest`, :class:`CodeOut`); those types are also the
+source of their OpenAPI entries (:func:`verify_openapi`, :func:`codes_openapi`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from suishen.app.text import MAX_SUBJECT_CHARS, PRINTABLE_PATTERN, SUBJECT_PATTERN
 from suishen.codecs import uscc as uscc_codec
+from suishen.verifiers import transit as transit_rules
 from suishen.verifiers.enterprise import ENTERPRISE_ATTRIBUTES, EXTRA_ATTRIBUTES
 from suishen.verifiers.policy import ATTRIBUTES, SCENES
 from suishen.verifiers.reasons import Reason
@@ -45,8 +47,31 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class CodeOut(BaseModel):
-    """A freshly issued personal code."""
+ENTERPRISE_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+EnterpriseId = Annotated[str, msgspec.Meta(pattern=ENTERPRISE_ID_PATTERN,
+                                           description="the enterprise's id")]
+
+
+class PersonalCodeRequest(msgspec.Struct, tag="personal", tag_field="kind",
+                          forbid_unknown_fields=True):
+    """``{"kind": "personal"}``: the citizen's personal code (the same as no body)."""
+
+
+class EnterpriseCodeRequest(msgspec.Struct, tag="enterprise", tag_field="kind",
+                            forbid_unknown_fields=True):
+    """``{"kind": "enterprise", "enterprise_id": ...}``: the code of an enterprise the
+    citizen is an authorised agent of (SPEC §6.3; 403 otherwise)."""
+
+    enterprise_id: EnterpriseId
+
+
+# ``POST /v1/codes`` optional body (SPEC §4), tagged by ``kind``: the one schema of the
+# route — decoding enforces it and the OpenAPI entry is generated from it.
+CodeRequest = PersonalCodeRequest | EnterpriseCodeRequest
+
+
+class CodeOut(msgspec.Struct):
+    """``POST /v1/codes`` answer: a freshly issued code (RFC 3339 times)."""
 
     code: str
     kind: str
@@ -54,20 +79,6 @@ class CodeOut(BaseModel):
     expires_at: str
     refresh_after: str
     kid: str
-
-
-class PersonalCodeRequest(Strict):
-    """``POST /v1/codes`` body (optional): the citizen's personal code."""
-
-    kind: Literal["personal"] = "personal"
-
-
-class EnterpriseCodeRequest(Strict):
-    """``POST /v1/codes`` body: the code of an enterprise the citizen is an authorised
-    agent of (SPEC.md §4, §6.3; 403 otherwise)."""
-
-    kind: Literal["enterprise"]
-    enterprise_id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
 
 
 MAX_CODE = 1024
@@ -188,6 +199,8 @@ class VerificationItem(BaseModel):
     direction: str | None
     result: str
     valid: bool
+    offline: bool = Field(default=False,
+                          description="decided by an offline gate, uploaded later")
 
 
 class VerificationPage(BaseModel):
@@ -195,6 +208,25 @@ class VerificationPage(BaseModel):
 
     items: list[VerificationItem]
     next_before: int | None = Field(description="pass as ?before= for the next page")
+
+
+class GateEventError(BaseModel):
+    """Why one entry of an upload was not taken (its index in ``events``)."""
+
+    index: int
+    reason: str
+    detail: str
+
+
+class GateUploadAnswer(BaseModel):
+    """``POST /v1/gate-events``: what the batch did. Re-sending it is harmless."""
+
+    accepted: int = Field(description="new decisions stored")
+    duplicates: int = Field(description="already stored from this gate: nothing changed")
+    duplicate_uses: int = Field(description="the same code already stored from another "
+                                            "gate: recorded, fared once")
+    ignored: int = Field(description="decisions the gate refused (nothing to store)")
+    errors: list[GateEventError]
 
 
 class JourneyItem(BaseModel):
@@ -225,6 +257,58 @@ def verify_openapi() -> tuple[dict[str, Any], dict[str, Any]]:
     from :class:`VerifyBody` and :class:`VerifyAnswer`."""
     (body, answer), components = msgspec.json.schema_components(
         [VerifyBody, VerifyAnswer], ref_template="#/components/schemas/{name}"
+    )
+    return {"request": body, "answer": answer}, components
+
+
+# --- fare tables (SPEC.md §6.2) -------------------------------------------------------
+# The documented shape of ``PUT /v1/admin/fares/{network}``. The route validates with
+# the pure core's parse_fare_table (one implementation of the rules); these types only
+# publish them. What a JSON Schema cannot say: which shape goes with which network
+# (metro and ferry: zones; bus: flat), and that no fare exceeds ``max_fare``.
+_IDENT = r"^[A-Za-z0-9._:/-]{1,64}$"
+Fen = Annotated[int, msgspec.Meta(ge=0, le=transit_rules.MAX_FEN,
+                                  description="integer fen (never a float)")]
+StationId = Annotated[str, msgspec.Meta(pattern=_IDENT)]
+Zone = Annotated[int, msgspec.Meta(ge=0, le=transit_rules.MAX_ZONE)]
+ZonesCrossed = Annotated[str, msgspec.Meta(pattern=r"^(0|[1-9][0-9]{0,3})$")]
+
+
+class EntryExitFareTable(msgspec.Struct, forbid_unknown_fields=True):
+    """A metro or ferry fare table: stations in zones, a fare per number of zones
+    crossed (``"0"`` required), the maximum fare, the policy for exits without entry."""
+
+    operator: Annotated[str, msgspec.Meta(pattern=_IDENT, description="who collects")]
+    zones: Annotated[dict[StationId, Zone], msgspec.Meta(
+        min_length=1, max_length=transit_rules.MAX_STATIONS,
+        description="station (a checkpoint id up to its last '-') -> zone number")]
+    fares: Annotated[dict[ZonesCrossed, Fen], msgspec.Meta(
+        min_length=1, description="zones crossed -> fen, each at most max_fare")]
+    max_fare: Fen
+    exit_without_entry: Literal["refuse", "charge_max"] = "refuse"
+
+
+class FlatFareTable(msgspec.Struct, forbid_unknown_fields=True):
+    """A bus fare table: one flat fare per tap (at most ``max_fare``)."""
+
+    operator: Annotated[str, msgspec.Meta(pattern=_IDENT, description="who collects")]
+    flat_fare: Fen
+    max_fare: Fen
+
+
+def fare_table_openapi() -> dict[str, Any]:
+    """The request body schema of ``PUT /v1/admin/fares/{network}`` (inlined)."""
+    (entry_exit, flat), components = msgspec.json.schema_components(
+        [EntryExitFareTable, FlatFareTable], ref_template="{name}")
+    del entry_exit, flat
+    shapes = [components["EntryExitFareTable"], components["FlatFareTable"]]
+    shapes[0]["properties"]["fares"]["required"] = ["0"]  # a journey within one zone
+    return {"oneOf": shapes}
+def codes_openapi() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The request and answer schemas of ``POST /v1/codes`` and their components,
+    generated from :class:`CodeRequest` and :class:`CodeOut`."""
+    (body, answer), components = msgspec.json.schema_components(
+        [CodeRequest, CodeOut], ref_template="#/components/schemas/{name}"
     )
     return {"request": body, "answer": answer}, components
 

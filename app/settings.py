@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     partner_token_max_lifetime_seconds: int | None = Field(default=None, ge=30, le=3600)
     default_rate_limit_per_second: int = Field(default=200, ge=1, le=1_000_000)
     max_body_bytes: int = Field(default=16_384, ge=1024, le=10_000_000)
+    # POST /v1/gate-events only: a batch of up to 1,000 offline decisions (codes of up to
+    # 1,024 characters each) needs more than max_body_bytes.
+    gate_upload_max_bytes: int = Field(default=2_097_152, ge=16_384, le=50_000_000)
     single_use_when_redis_down: Literal["closed", "local"] = "closed"
     # Transit (SPEC.md §6.2): a second entry within this many seconds of an open one is
     # refused as passback; an older open entry closes as incomplete at the maximum fare.

@@ -222,7 +222,10 @@ class PartnerClient:
 
     def upload_gate_events(self, events: Sequence[dict[str, Any]]) -> dict[str, Any]:
         """``POST /v1/gate-events``: a batch (at most 1,000) of a gate's offline
-        decisions; idempotent per gate and code, so a retried batch is harmless."""
+        decisions (:meth:`suishen.sdk.gate.Gate.take_log` entries); idempotent per gate
+        and code, so a retried batch is harmless. The answer:
+        ``{"accepted", "duplicates", "duplicate_uses", "ignored", "errors": [{"index",
+        "reason", "detail"}]}``."""
         answer = self._call("POST", "/v1/gate-events", json_body={"events": list(events)},
                             idempotent=True)
         return dict(answer.json())

@@ -15,7 +15,9 @@ from suishen.verifiers.transit import (
     FareTable,
     FareTableError,
     JourneyStatus,
+    OfflineTap,
     OpenEntry,
+    pair_offline,
     parse_fare_table,
     settle,
     station_of,
@@ -213,3 +215,52 @@ def test_any_sequence_of_taps_reconciles(taps: list[tuple[str, str, int]]) -> No
         for journey in step.closed:
             assert 0 <= journey.fare <= table.max_fare
     assert sum(t.fares for t in settle(journeys).values()) == sum(j.fare for j in journeys)
+
+
+# --- offline pairing (gate uploads) ----------------------------------------------------
+def _rides() -> list[OfflineTap]:
+    return [
+        OfflineTap(T0, "in", "L2-S12-G1", b"u1", "gate-a"),
+        OfflineTap(T0 + 900, "out", "L9-S40-G2", b"u2", "gate-b"),  # 2 zones: 500
+        OfflineTap(T0 + 3600, "in", "L2-S13-G1", b"u3", "gate-c"),
+        OfflineTap(T0 + 3700, "in", "L2-S13-G2", b"u4", "gate-c"),  # passback: ignored
+        OfflineTap(T0 + 4000, "out", "L2-S12-G9", b"u5", "gate-a"),  # 0 zones: 300
+        OfflineTap(T0 + 9000, "out", "L2-S12-G9", b"u6", "gate-a"),  # no entry: refused
+        OfflineTap(T0 + 9500, "in", "L2-S12-G1", b"u7", "gate-a"),
+        OfflineTap(T0 + 99_000, "in", "L2-S12-G1", b"u8", "gate-a"),  # closes u7 incomplete
+    ]
+
+
+def _summary(closed: list[tuple[int, Any]]) -> list[tuple[int, str, int]]:
+    return [(at, j.status.value, j.fare) for at, j in closed]
+
+
+def test_offline_taps_pair_by_time_in_any_upload_order() -> None:
+    expected = [(T0 + 900, "complete", 500), (T0 + 4000, "complete", 300),
+                (T0 + 99_000, "incomplete", 900)]
+    taps = _rides()
+    assert _summary(pair_offline(metro(), taps, passback_seconds=PASSBACK)) == expected
+    assert _summary(pair_offline(metro(), reversed(taps), passback_seconds=PASSBACK)) == expected
+    shuffled = taps[3::2] + taps[::2] + taps[1::2]
+    assert _summary(pair_offline(metro(), shuffled, passback_seconds=PASSBACK)) == expected
+
+
+def test_one_code_at_two_gates_is_fared_once_and_the_earliest_counts() -> None:
+    entry = OfflineTap(T0, "in", "L2-S12-G1", b"same", "gate-a")
+    twin = OfflineTap(T0 + 5, "in", "L9-S40-G1", b"same", "gate-z")  # the same use
+    exit_ = OfflineTap(T0 + 600, "out", "L2-S13-G1", b"exit", "gate-b")
+    for order in ([entry, twin, exit_], [exit_, twin, entry], [twin, exit_, entry]):
+        [(at, journey)] = pair_offline(metro(), order, passback_seconds=PASSBACK)
+        assert (at, journey.entry_checkpoint, journey.fare) == (T0 + 600, "L2-S12-G1", 300)
+    bus = parse_fare_table("bus", BUS)
+    taps = [OfflineTap(T0, None, "B1-G1", b"b", "g1"), OfflineTap(T0, None, "B1-G2", b"b", "g2")]
+    assert _summary(pair_offline(bus, taps)) == [(T0, "single_tap", 200)]
+
+
+def test_an_open_offline_entry_is_forgotten_like_the_online_slot() -> None:
+    taps = [OfflineTap(T0, "in", "L2-S12-G1", b"a"), OfflineTap(T0 + 100, "out", "L2-S13-G1", b"b")]
+    assert _summary(pair_offline(metro(), taps, forget_after=100)) == []  # refuse: no entry
+    assert _summary(pair_offline(metro(), taps, forget_after=101)) == [(T0 + 100, "complete", 300)]
+    charge = metro(exit_without_entry="charge_max")
+    assert _summary(pair_offline(charge, taps, forget_after=100)) == [
+        (T0 + 100, "exit_without_entry", 900)]

@@ -306,6 +306,62 @@ def _exit(table: FareTable, open_entry: OpenEntry | None, checkpoint: str | None
     return Step(None, None, (journey,))
 
 
+# --- offline taps (gate uploads) ----------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class OfflineTap:
+    """A tap an offline gate accepted, as uploaded: when, which way, where, and ``use``
+    — what names the code's use (the same code at two gates shares it). ``gate`` only
+    orders two uses of one code deterministically."""
+
+    at: int
+    direction: str | None
+    checkpoint: str | None
+    use: bytes
+    gate: str = ""
+
+
+def pair_offline(
+    table: FareTable,
+    taps: Iterable[OfflineTap],
+    *,
+    passback_seconds: int = DEFAULT_PASSBACK_SECONDS,
+    forget_after: int | None = None,
+) -> list[tuple[int, Journey]]:
+    """Journeys from a citizen's offline taps on one network, in any upload order.
+
+    Deterministic: of the taps sharing a ``use`` (one code accepted at two gates) the
+    earliest counts (ties: the smaller gate, checkpoint) and the others are duplicate
+    uses, fared nothing; the taps are then applied with :func:`tap` in time order (an
+    entry before an exit of the same second). An open entry older than ``forget_after``
+    seconds is forgotten, as the online slot expires. A tap that :func:`tap` refuses
+    (a passback, an exit without entry under ``refuse``) closes nothing. Returns
+    ``(closed_at, journey)`` in time order; the entry still open at the end is not a
+    journey yet.
+    """
+    first: dict[bytes, OfflineTap] = {}
+    for t in taps:
+        held = first.get(t.use)
+        if held is None or (t.at, t.gate, t.checkpoint or "") < (
+            held.at, held.gate, held.checkpoint or ""
+        ):
+            first[t.use] = t
+    ordered = sorted(first.values(),
+                     key=lambda t: (t.at, t.direction == "out", t.checkpoint or "", t.use))
+    open_entry: OpenEntry | None = None
+    closed: list[tuple[int, Journey]] = []
+    for t in ordered:
+        if open_entry is not None and forget_after is not None and (
+            t.at - open_entry.at >= forget_after
+        ):
+            open_entry = None
+        step = tap(table, open_entry, direction=t.direction, checkpoint=t.checkpoint,
+                   now=t.at, passback_seconds=passback_seconds)
+        if step.reason is None:
+            open_entry = step.open_entry
+            closed.extend((t.at, journey) for journey in step.closed)
+    return closed
+
+
 # --- settlement -----------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class OperatorTotals:

@@ -1,6 +1,8 @@
 """Transit journeys (SPEC.md §6.2, issue 10): fare tables and settlement for operators,
-the citizen's journeys. The rules are in :mod:`suishen.verifiers.transit`; the state
-and records in :mod:`suishen.app.services.transit`."""
+the citizen's journeys, offline gates' uploads (``POST /v1/gate-events``, the design in
+:mod:`suishen.app.services.gate_events`). The rules are in
+:mod:`suishen.verifiers.transit`; the state and records in
+:mod:`suishen.app.services.transit`."""
 
 from __future__ import annotations
 
@@ -14,14 +16,25 @@ from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
 from suishen.app.deps import BodyFirst, CitizenSub, OperatorFirst, RuntimeDep
+from suishen.app.observability import request_id_var
 from suishen.app.problems import problem_response
-from suishen.app.schemas import JourneyItem, JourneyPage
-from suishen.errors import NotFound
+from suishen.app.routes.partner import authenticate_partner
+from suishen.app.schemas import (
+    MAX_CODE,
+    GateUploadAnswer,
+    JourneyItem,
+    JourneyPage,
+    fare_table_openapi,
+)
+from suishen.app.services.gate_events import MAX_CHECKPOINT, MAX_EPOCH, MAX_EVENTS
+from suishen.errors import BodyTooLarge, InvalidRequest, NotFound, UnsupportedMediaType
 from suishen.timefmt import rfc3339
+from suishen.verifiers.policy import SCENES
 from suishen.verifiers.transit import FareTableError, JourneyStatus
 
 admin = APIRouter(prefix="/v1/admin", tags=["operators"], route_class=OperatorFirst)
 citizen = APIRouter(tags=["citizens"], route_class=BodyFirst)
+partner = APIRouter(tags=["partners"])
 NetworkPath = Annotated[str, Path(min_length=1, max_length=16, pattern=r"^[a-z]+$")]
 NO_STORE = {"Cache-Control": "no-store"}
 _STATUSES = [s.value for s in JourneyStatus if s is not JourneyStatus.OPEN]
@@ -36,11 +49,21 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-# Not in the OpenAPI document: the body is validated by the pure core's
-# parse_fare_table (cross-field rules a JSON Schema cannot state); README §Transit and
-# docs/transit.md describe it.
-@admin.put("/fares/{network}", include_in_schema=False)
-async def put_fares(network: NetworkPath, request: Request, runtime: RuntimeDep) -> Response:
+# The body is documented by app.schemas.fare_table_openapi() and validated by the pure
+# core's parse_fare_table (one implementation of the rules, listing every problem; an
+# unknown network too, which is why the path parameter is only documented as an enum).
+FareNetworkPath = Annotated[str, Path(min_length=1, max_length=16, pattern=r"^[a-z]+$",
+                                       json_schema_extra={"enum": ["metro", "ferry", "bus"]})]
+
+
+@admin.put(
+    "/fares/{network}",
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "application/json": {"schema": fare_table_openapi()}}}},
+    responses={422: {"description": "not a valid fare table for this network: every "
+                                    "problem is listed in `problems`"}},
+)
+async def put_fares(network: FareNetworkPath, request: Request, runtime: RuntimeDep) -> Response:
     """Create or replace the fare table of ``metro``, ``ferry`` (zones and fares) or
     ``bus`` (a flat fare); amounts in integer fen. Every problem of a refused table is
     listed in the 422's ``problems``. Applies in every process within a second."""
@@ -133,3 +156,65 @@ async def my_journeys(
             offline=entry.record.offline,
         ))
     return JourneyPage(items=items, next_before=next_before)
+
+
+# The documented entry: the gate's log line (sdk.gate). The route checks each entry
+# itself, so that one bad entry is a per-entry error and not a 422 for the batch.
+_GATE_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["code", "scene", "decided_at", "valid"],
+    "properties": {
+        "code": {"type": "string", "minLength": 1, "maxLength": MAX_CODE},
+        "scene": {"type": "string", "enum": sorted(SCENES)},
+        "direction": {"type": ["string", "null"], "enum": ["in", "out", None]},
+        "checkpoint": {"type": ["string", "null"], "minLength": 1,
+                       "maxLength": MAX_CHECKPOINT, "pattern": "^[ -~]+$"},
+        "decided_at": {"type": "integer", "minimum": 0, "maximum": MAX_EPOCH,
+                       "description": "when the gate decided (seconds since the epoch)"},
+        "valid": {"type": "boolean", "description": "the gate's decision"},
+        "reason": {"type": "string", "maxLength": 64, "description": "the gate's reason"},
+    },
+    "description": "one offline decision; other members (the gate's own) are ignored",
+}
+
+
+@partner.post(
+    "/v1/gate-events",
+    response_model=GateUploadAnswer,
+    responses={401: {"description": "missing or invalid partner token"},
+               413: {"description": f"body too large or more than {MAX_EVENTS} events"},
+               415: {"description": "body is not application/json"}},
+    openapi_extra={
+        "security": [{"partnerOAuth": []}],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["events"], "additionalProperties": False,
+            "properties": {"events": {"type": "array", "maxItems": MAX_EVENTS,
+                                      "items": _GATE_EVENT_SCHEMA}},
+        }}}},
+    },
+)
+async def gate_events(request: Request, runtime: RuntimeDep) -> Response:
+    """Upload an offline gate's decisions (at most 1,000 a batch; any partner token,
+    each entry in one of the partner's scenes). Each accepted decision is verified
+    again by the service, then enters the citizen's history (marked offline) and their
+    journeys. Idempotent: a re-sent batch changes nothing. Bad entries are listed in
+    ``errors`` (the others are taken); a batch refused as a whole writes nothing."""
+    who, scopes = await authenticate_partner(runtime, request.headers.get("authorization"))
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/json":
+        raise UnsupportedMediaType("the body must be application/json")
+    raw = await request.body()
+    try:
+        body = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except ValueError as exc:  # not UTF-8, not JSON, a duplicate member, a huge int
+        raise InvalidRequest(f"the body is not JSON: {exc}"[:200]) from None
+    if not isinstance(body, dict) or set(body) != {"events"} or not isinstance(
+        body["events"], list
+    ):
+        raise InvalidRequest('the body must be {"events": [...]}')
+    if len(body["events"]) > MAX_EVENTS:
+        raise BodyTooLarge(f"at most {MAX_EVENTS} events in one batch")
+    result = await runtime.gate_events.upload(who, scopes, body["events"],
+                                              request_id=request_id_var.get())
+    return Response(json.dumps(result.as_json()), media_type="application/json",
+                    headers=NO_STORE)

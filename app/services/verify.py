@@ -207,18 +207,7 @@ class VerifyService:
     async def _decide(self, code: object, policy: ScenePolicy, checkpoint: str | None,
                       direction: str | None, now_s: int, *, tapping: _Tap | None) -> Decision:
         """The pure pipeline, then single use."""
-        decision = verify(
-            code,
-            keys=self._keys.view().keyring,
-            policy=policy,
-            now=now_s,
-            skew=self._skew,
-            direction=direction,
-            checkpoint=checkpoint,
-            revocations=self._subjects.revocations,
-            credentials=self._credentials,
-            offline_lifetime=self._offline_lifetime,
-        )
+        decision = self.judge_pure(code, policy, checkpoint, direction, now_s)
         expires_at = decision.expires_at
         if decision.replay_key is not None and expires_at is not None:
             ttl = max(1, expires_at + self._skew - now_s + 1)
@@ -251,6 +240,28 @@ class VerifyService:
                           or self._subjects.revocations.subject_revoked(agent)):
             return decision.rejected(Reason.REVOKED), None
         return decision, view
+    def judge_pure(self, code: object, policy: ScenePolicy, checkpoint: str | None,
+                   direction: str | None, now_s: int) -> Decision:
+        """The pure pipeline with this service's keys and live revocation state, at
+        ``now_s`` (no single use): what ``/v1/verify`` and the re-verification of an
+        offline gate's upload (at the time the gate decided) both run."""
+        return verify(
+            code,
+            keys=self._keys.view().keyring,
+            policy=policy,
+            now=now_s,
+            skew=self._skew,
+            direction=direction,
+            checkpoint=checkpoint,
+            revocations=self._subjects.revocations,
+            credentials=self._credentials,
+            offline_lifetime=self._offline_lifetime,
+        )
+
+    @property
+    def skew(self) -> int:
+        """The clock skew allowed, in seconds."""
+        return self._skew
 
     async def _outcome(self, decision: Decision, partner: Partner, now: float) -> VerifyOutcome:
         """The citizen's status and attributes for a valid code, and the pairwise subject."""

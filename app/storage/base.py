@@ -83,12 +83,14 @@ class AuditRecord:
     subject_handle: bytes | None
     kid: str | None
     request_id: str | None = None
+    offline: bool = False  # decided by an offline gate, uploaded later (POST /v1/gate-events)
 
     def as_row(self) -> tuple[Any, ...]:
         """The values in :data:`AUDIT_COLUMNS` order (what backends insert)."""
         return (
             self.at_ms, self.partner_id, self.partner_name, self.scene, self.checkpoint,
             self.direction, self.reason, self.subject_handle, self.kid, self.request_id,
+            self.offline,
         )
 
     def as_json(self) -> str:
@@ -104,20 +106,21 @@ class AuditRecord:
     @classmethod
     def from_row(cls, values: Sequence[Any]) -> AuditRecord:
         """Inverse of :meth:`as_row` (drivers may return the handle as a memoryview)."""
-        at_ms, partner_id, partner_name, scene, checkpoint, direction, reason, handle, kid, rid = (
-            values
-        )
+        (at_ms, partner_id, partner_name, scene, checkpoint, direction, reason, handle, kid, rid,
+         offline) = values
         return cls(
             at_ms, partner_id, partner_name, scene, checkpoint, direction, reason,
-            None if handle is None else bytes(handle), kid, rid,
+            None if handle is None else bytes(handle), kid, rid, bool(offline),
         )
 
 
 # The audit table's columns, in AuditRecord.as_row order, for both SQL backends.
 AUDIT_COLUMNS = (
     "at_ms, partner_id, partner_name, scene, checkpoint, direction, reason, subject_handle, "
-    "kid, request_id"
+    "kid, request_id, offline"
 )
+AUDIT_MARKS_SQLITE = ", ".join("?" * len(AUDIT_COLUMNS.split(",")))
+AUDIT_MARKS_POSTGRES = ", ".join(f"${i + 1}" for i in range(len(AUDIT_COLUMNS.split(","))))
 
 
 @dataclass(frozen=True, slots=True)

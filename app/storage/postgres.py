@@ -39,6 +39,7 @@ from suishen.app.clock import SYSTEM_CLOCK, Clock
 from suishen.app.storage import migrations
 from suishen.app.storage.base import (
     AUDIT_COLUMNS,
+    AUDIT_MARKS_POSTGRES,
     AuditEntry,
     AuditRecord,
     HandleTaken,
@@ -537,7 +538,7 @@ class _Audit:
             async with conn.transaction():
                 await conn.executemany(
                     f"INSERT INTO audit ({AUDIT_COLUMNS}) "  # noqa: S608 - fixed columns
-                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                    f"VALUES ({AUDIT_MARKS_POSTGRES})",
                     rows,
                 )
 

@@ -5,12 +5,28 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from suishen.app.storage.transit import JOURNEY_COLUMNS, JourneyEntry, JourneyRecord
+from suishen.app.storage.base import AUDIT_COLUMNS, AUDIT_MARKS_POSTGRES
+from suishen.app.storage.transit import (
+    ACCEPTED,
+    DUPLICATE,
+    DUPLICATE_USE,
+    GATE_COLUMNS,
+    JOURNEY_COLUMNS,
+    AuditOf,
+    GateTap,
+    JourneyEntry,
+    JourneyRecord,
+    Pairing,
+)
 
 if TYPE_CHECKING:
     from suishen.app.storage.postgres import PostgresDatabase
 
 _MARKS = ", ".join(f"${i + 1}" for i in range(len(JOURNEY_COLUMNS.split(","))))
+_GATE_MARKS = ", ".join(f"${i + 1}" for i in range(len(GATE_COLUMNS.split(",")) + 1))
+# One advisory lock serialises gate uploads across processes: each re-pairs a citizen's
+# taps from what is stored, so two uploads for one citizen must not interleave.
+_UPLOAD_LOCK = 0x5355_4753_4741_5445  # "SUGSGATE"
 
 
 class PostgresTransit:
@@ -70,3 +86,59 @@ class PostgresTransit:
                "WHERE at_ms >= $1 AND at_ms < $2 ORDER BY id")
         rows = await self._db.run(lambda c: c.fetch(sql, start_ms, end_ms), retry=True)
         return [JourneyRecord.from_row(tuple(r)) for r in rows]
+
+    async def store_gate_taps(self, taps: Sequence[GateTap], *, received_at: int,
+                              audit_of: AuditOf, pairing: Pairing) -> list[str]:
+        async def op(conn: Any) -> list[str]:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _UPLOAD_LOCK)
+                outcomes: list[str] = []
+                audits: list[tuple[Any, ...]] = []
+                touched: set[tuple[bytes, str]] = set()
+                for index, t in enumerate(taps):
+                    stored = await conn.fetchval(
+                        f"INSERT INTO gate_events ({GATE_COLUMNS}, received_at) "  # noqa: S608
+                        f"VALUES ({_GATE_MARKS}) ON CONFLICT DO NOTHING RETURNING id",
+                        *t.as_row(), received_at,
+                    )
+                    if stored is None:
+                        outcomes.append(DUPLICATE)
+                        continue
+                    other = await conn.fetchval(
+                        "SELECT 1 FROM gate_events WHERE use_key = $1 "
+                        "AND NOT (partner_id = $2 AND gate = $3) LIMIT 1",
+                        t.use_key, t.partner_id, t.gate,
+                    )
+                    outcome = DUPLICATE_USE if other else ACCEPTED
+                    outcomes.append(outcome)
+                    audits.append(audit_of(index, outcome).as_row())
+                    touched.add((t.subject_handle, t.scene))
+                if audits:
+                    await conn.executemany(
+                        f"INSERT INTO audit ({AUDIT_COLUMNS}) "  # noqa: S608
+                        f"VALUES ({AUDIT_MARKS_POSTGRES})",
+                        audits,
+                    )
+                for handle, scene in sorted(touched):
+                    rows = await conn.fetch(
+                        f"SELECT {GATE_COLUMNS} FROM gate_events "  # noqa: S608
+                        "WHERE subject_handle = $1 AND scene = $2 ORDER BY id",
+                        handle, scene,
+                    )
+                    journeys = pairing(handle, scene, [GateTap.from_row(tuple(r)) for r in rows])
+                    if journeys is None:
+                        continue
+                    await conn.execute(
+                        "DELETE FROM journeys WHERE subject_handle = $1 AND network = $2 "
+                        "AND offline",
+                        handle, scene,
+                    )
+                    if journeys:
+                        await conn.executemany(
+                            f"INSERT INTO journeys ({JOURNEY_COLUMNS}) "  # noqa: S608
+                            f"VALUES ({_MARKS})",
+                            [j.as_row() for j in journeys],
+                        )
+                return outcomes
+
+        return await self._db.run(op, timeout=30.0)  # a batch is many round trips

@@ -20,6 +20,7 @@ from suishen.app.clock import SYSTEM_CLOCK, Clock
 from suishen.app.storage import migrations
 from suishen.app.storage.base import (
     AUDIT_COLUMNS,
+    AUDIT_MARKS_SQLITE,
     AuditEntry,
     AuditRecord,
     HandleTaken,
@@ -316,7 +317,7 @@ class _Audit:
             await self._conn.execute("BEGIN")
             try:
                 await self._conn.executemany(
-                    f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+                    f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES ({AUDIT_MARKS_SQLITE})",  # noqa: S608
                     rows,
                 )
                 await self._conn.execute("COMMIT")

@@ -10,10 +10,23 @@ from typing import Any
 
 import aiosqlite
 
-from suishen.app.storage.transit import JOURNEY_COLUMNS, JourneyEntry, JourneyRecord
+from suishen.app.storage.base import AUDIT_COLUMNS, AUDIT_MARKS_SQLITE
+from suishen.app.storage.transit import (
+    ACCEPTED,
+    DUPLICATE,
+    DUPLICATE_USE,
+    GATE_COLUMNS,
+    JOURNEY_COLUMNS,
+    AuditOf,
+    GateTap,
+    JourneyEntry,
+    JourneyRecord,
+    Pairing,
+)
 from suishen.errors import StorageError
 
 _MARKS = ", ".join("?" * len(JOURNEY_COLUMNS.split(",")))
+_GATE_MARKS = ", ".join("?" * (len(GATE_COLUMNS.split(",")) + 1))
 
 
 class SQLiteTransit:
@@ -79,3 +92,61 @@ class SQLiteTransit:
             (start_ms, end_ms),
         )
         return [JourneyRecord.from_row(r) for r in rows]
+
+    async def store_gate_taps(self, taps: Sequence[GateTap], *, received_at: int,
+                              audit_of: AuditOf, pairing: Pairing) -> list[str]:
+        conn = self._conn
+        async with self._lock:
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                outcomes: list[str] = []
+                audits: list[tuple[Any, ...]] = []
+                touched: set[tuple[bytes, str]] = set()
+                for index, t in enumerate(taps):
+                    cur = await conn.execute(
+                        f"INSERT INTO gate_events ({GATE_COLUMNS}, received_at) "  # noqa: S608
+                        f"VALUES ({_GATE_MARKS}) ON CONFLICT DO NOTHING",
+                        (*t.as_row(), received_at),
+                    )
+                    if cur.rowcount == 0:
+                        outcomes.append(DUPLICATE)
+                        continue
+                    other = await self._rows(
+                        "SELECT 1 FROM gate_events WHERE use_key = ? "
+                        "AND NOT (partner_id = ? AND gate = ?) LIMIT 1",
+                        (t.use_key, t.partner_id, t.gate),
+                    )
+                    outcome = DUPLICATE_USE if other else ACCEPTED
+                    outcomes.append(outcome)
+                    audits.append(audit_of(index, outcome).as_row())
+                    touched.add((t.subject_handle, t.scene))
+                await conn.executemany(
+                    f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES ({AUDIT_MARKS_SQLITE})",  # noqa: S608
+                    audits,
+                )
+                for handle, scene in sorted(touched):
+                    rows = await self._rows(
+                        f"SELECT {GATE_COLUMNS} FROM gate_events "  # noqa: S608
+                        "WHERE subject_handle = ? AND scene = ? ORDER BY id",
+                        (handle, scene),
+                    )
+                    journeys = pairing(handle, scene, [GateTap.from_row(r) for r in rows])
+                    if journeys is None:
+                        continue
+                    await conn.execute(
+                        "DELETE FROM journeys WHERE subject_handle = ? AND network = ? "
+                        "AND offline = 1",
+                        (handle, scene),
+                    )
+                    await conn.executemany(
+                        f"INSERT INTO journeys ({JOURNEY_COLUMNS}) VALUES ({_MARKS})",  # noqa: S608
+                        [j.as_row() for j in journeys],
+                    )
+                await conn.execute("COMMIT")
+            except sqlite3.IntegrityError as exc:
+                await conn.execute("ROLLBACK")
+                raise StorageError(f"gate upload refused by the database: {exc}") from None
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
+        return outcomes

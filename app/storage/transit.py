@@ -8,16 +8,24 @@ contract suite in ``tests/contract/test_transit.py`` runs against both.
 * A **journey record** is one closed journey or bus tap
   (:class:`suishen.verifiers.transit.Journey`) with the citizen's handle, when it was
   closed (``at_ms``: the day it is settled on, UTC) and whether it came from an
-  offline gate. Records are append-only.
+  offline gate. Records are append-only, except a citizen's *offline* journeys on one
+  network, which each gate upload replaces (re-paired from every offline tap).
+* A **gate tap** (:class:`GateTap`) is one tap an offline gate accepted and the
+  service re-verified (``POST /v1/gate-events``), unique per (partner, gate, use).
+  :meth:`TransitRepository.store_gate_taps` stores a batch of them, their history rows
+  and the re-paired journeys in ONE transaction: a refused upload writes nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from suishen.verifiers.transit import Journey, JourneyStatus
+
+if TYPE_CHECKING:
+    from suishen.app.storage.base import AuditRecord
 
 # The journeys table's columns, in JourneyRecord.as_row order, for both SQL backends.
 JOURNEY_COLUMNS = (
@@ -60,6 +68,51 @@ class JourneyEntry:
     record: JourneyRecord
 
 
+# The gate_events table's columns, in GateTap order.
+GATE_COLUMNS = (
+    "partner_id, gate, use_key, subject_handle, scene, direction, checkpoint, decided_at"
+)
+
+# What store_gate_taps says of each tap: stored; already stored (a re-sent entry:
+# nothing changes); stored, but the same use was already stored from another gate.
+ACCEPTED, DUPLICATE, DUPLICATE_USE = "accepted", "duplicate", "duplicate_use"
+
+
+@dataclass(frozen=True, slots=True)
+class GateTap:
+    """One tap an offline gate accepted, re-verified by the service. ``use_key`` names
+    the code's use (what its signatures cover, with scene and direction); ``gate`` is
+    the gate's checkpoint ('' when none)."""
+
+    partner_id: str
+    gate: str
+    use_key: bytes
+    subject_handle: bytes
+    scene: str
+    direction: str | None
+    checkpoint: str | None
+    decided_at: int
+
+    @classmethod
+    def from_row(cls, values: Sequence[Any]) -> GateTap:
+        """A row in :data:`GATE_COLUMNS` order (drivers may give bytes as memoryview)."""
+        partner, gate, use, handle, scene, direction, checkpoint, at = values
+        return cls(partner, gate, bytes(use), bytes(handle), scene, direction, checkpoint,
+                   int(at))
+
+    def as_row(self) -> tuple[Any, ...]:
+        """The values in :data:`GATE_COLUMNS` order."""
+        return (self.partner_id, self.gate, self.use_key, self.subject_handle, self.scene,
+                self.direction, self.checkpoint, self.decided_at)
+
+
+# (index in the batch, outcome) -> the history row of a stored tap.
+AuditOf = Callable[[int, str], "AuditRecord"]
+# (handle, scene, every stored tap of that citizen in that scene) -> the citizen's
+# offline journeys on that network, or None when the scene has no journeys.
+Pairing = Callable[[bytes, str, list[GateTap]], "list[JourneyRecord] | None"]
+
+
 class TransitRepository(Protocol):
     """Fare tables and journey records."""
 
@@ -79,3 +132,12 @@ class TransitRepository(Protocol):
 
     async def journeys_between(self, start_ms: int, end_ms: int) -> list[JourneyRecord]:
         """Every journey closed in ``[start_ms, end_ms)`` (settlement of one day)."""
+
+    async def store_gate_taps(self, taps: Sequence[GateTap], *, received_at: int,
+                              audit_of: AuditOf, pairing: Pairing) -> list[str]:
+        """In one transaction (uploads serialised): store each new tap (outcome
+        :data:`ACCEPTED`, or :data:`DUPLICATE_USE` when another gate stored the same
+        use; :data:`DUPLICATE` when this gate already did, storing nothing) with its
+        history row ``audit_of(index, outcome)``; then, for every (citizen, scene) that
+        got a new tap, replace the citizen's offline journeys on that network with
+        ``pairing(...)`` over all of their stored taps. The outcomes, in order."""

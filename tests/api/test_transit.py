@@ -387,3 +387,18 @@ async def test_journey_records_survive_a_database_outage(capi: Clocked) -> None:
     items = (await capi.client.get("/v1/me/journeys",
                                    headers=await capi.citizen("outage"))).json()["items"]
     assert [i["status"] for i in items] == ["single_tap"]
+
+
+async def test_the_fare_table_body_is_published_in_openapi(capi: Clocked) -> None:
+    doc = (await capi.client.get("/openapi.json")).json()
+    put = doc["paths"]["/v1/admin/fares/{network}"]["put"]
+    [network] = put["parameters"]
+    assert network["schema"]["enum"] == ["metro", "ferry", "bus"]
+    shapes = put["requestBody"]["content"]["application/json"]["schema"]["oneOf"]
+    assert [s["title"] for s in shapes] == ["EntryExitFareTable", "FlatFareTable"]
+    entry_exit, flat = shapes
+    assert entry_exit["additionalProperties"] is False and flat["additionalProperties"] is False
+    assert entry_exit["properties"]["fares"]["required"] == ["0"]
+    assert entry_exit["properties"]["max_fare"]["type"] == "integer"  # fen, never a float
+    assert set(flat["required"]) == {"operator", "flat_fare", "max_fare"}
+    assert "422" in put["responses"]

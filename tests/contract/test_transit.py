@@ -9,9 +9,9 @@ import os
 import secrets
 from pathlib import Path
 
-from suishen.app.storage.base import Database, StateBackend
+from suishen.app.storage.base import AuditRecord, Database, StateBackend
 from suishen.app.storage.memory import MemoryState
-from suishen.app.storage.transit import JourneyRecord
+from suishen.app.storage.transit import GateTap, JourneyRecord
 from suishen.verifiers.transit import Journey, JourneyStatus
 from tests.contract.conftest import StateKit
 
@@ -62,6 +62,83 @@ async def test_a_batch_is_all_or_nothing(db: Database) -> None:
     else:  # pragma: no cover - the CHECK constraint must refuse it
         raise AssertionError("a negative fare was stored")
     assert await db.transit.journeys_for_subject(handle, limit=10) == []
+
+
+# --- gate uploads ---------------------------------------------------------------------
+def gate_tap(handle: bytes, use: bytes, gate: str, at: int, scene: str = "metro") -> GateTap:
+    # the use is made unique to the citizen: the PostgreSQL store is shared by the tests
+    return GateTap("partner-1", gate, use + handle, handle, scene, "in", gate, at)
+
+
+def history_of(tap: GateTap, outcome: str) -> AuditRecord:
+    return AuditRecord(tap.decided_at * 1000, tap.partner_id, "gates", tap.scene, tap.checkpoint,
+                       tap.direction, "ok" if outcome == "accepted" else "replayed",
+                       tap.subject_handle, "0102", "rid", offline=True)
+
+
+async def test_gate_taps_are_stored_once_per_gate_and_journeys_replaced(db: Database) -> None:
+    handle = os.urandom(10)
+    at = 1_800_000_000 + secrets.randbelow(10**6) * 86_400
+    one, two = gate_tap(handle, b"u1", "G1", at), gate_tap(handle, b"u2", "G1", at + 60)
+    seen: list[list[GateTap]] = []
+
+    def pairing(h: bytes, scene: str, taps: list[GateTap]) -> list[JourneyRecord]:
+        assert (h, scene) == (handle, "metro")
+        seen.append(taps)
+        # one journey per stored tap: enough to see the replacement
+        return [JourneyRecord(t.decided_at * 1000, h, journey(len(taps)), offline=True)
+                for t in taps]
+
+    batch = [one, two, one]  # the same tap twice in one batch: the second is a duplicate
+    outcomes = await db.transit.store_gate_taps(
+        batch, received_at=at, audit_of=lambda i, o: history_of(batch[i], o), pairing=pairing)
+    assert outcomes == ["accepted", "accepted", "duplicate"]
+    twin = gate_tap(handle, b"u1", "G2", at + 5)  # the same use at another gate
+    outcomes = await db.transit.store_gate_taps(
+        [twin, two], received_at=at, audit_of=lambda i, o: history_of(twin, o), pairing=pairing)
+    assert outcomes == ["duplicate_use", "duplicate"]
+    assert [len(taps) for taps in seen] == [2, 3]
+    stored = [e.record for e in await db.transit.journeys_for_subject(handle, limit=10)]
+    assert len(stored) == 3 and all(r.offline and r.journey.fare == 3 for r in stored)
+    history = [e.record for e in await db.audit.for_subject(handle, limit=10)]
+    assert [(r.reason, r.offline) for r in history] == [
+        ("replayed", True), ("ok", True), ("ok", True)]
+    # online journeys of the citizen are not touched by the replacement
+    online = JourneyRecord(at * 1000, handle, journey(7))
+    await db.transit.append_journeys([online])
+    await db.transit.store_gate_taps([gate_tap(handle, b"u3", "G1", at + 99)], received_at=at,
+                                     audit_of=lambda i, o: history_of(twin, o), pairing=pairing)
+    stored = [e.record for e in await db.transit.journeys_for_subject(handle, limit=10)]
+    assert online in stored and len(stored) == 5
+
+
+async def test_a_gate_upload_is_one_transaction(db: Database) -> None:
+    handle = os.urandom(10)
+    tap = gate_tap(handle, b"u1", "G1", 1_800_000_000)
+
+    def failing(h: bytes, scene: str, taps: list[GateTap]) -> list[JourneyRecord]:
+        raise RuntimeError("pairing failed half way")
+
+    try:
+        await db.transit.store_gate_taps([tap], received_at=1, pairing=failing,
+                                         audit_of=lambda i, o: history_of(tap, o))
+    except RuntimeError:
+        pass
+    else:  # pragma: no cover
+        raise AssertionError("the failure was swallowed")
+    assert await db.audit.for_subject(handle, limit=10) == []
+    bad = JourneyRecord(1, handle, journey(-1))  # refused by the CHECK: rolls back too
+    try:
+        await db.transit.store_gate_taps([tap], received_at=1, pairing=lambda *a: [bad],
+                                         audit_of=lambda i, o: history_of(tap, o))
+    except Exception as exc:
+        assert not isinstance(exc, AssertionError)
+    assert await db.audit.for_subject(handle, limit=10) == []
+    assert await db.transit.journeys_for_subject(handle, limit=10) == []
+    outcomes = await db.transit.store_gate_taps(
+        [tap], received_at=1, pairing=lambda *a: None, audit_of=lambda i, o: history_of(tap, o))
+    assert outcomes == ["accepted"]  # nothing of the failed attempts was kept
+    assert len(await db.audit.for_subject(handle, limit=10)) == 1
 
 
 # --- journey slots --------------------------------------------------------------------

@@ -255,3 +255,71 @@ def test_enterprise_suspended_or_agent_removed_through_one_refused_by_the_other(
     assert httpx.put(f"{a.url}/v1/admin/enterprises/{eid}", headers=a.admin,
                      json={**body, "status": "suspended"}).status_code == 200
     assert _eventually(lambda: verdict(two)["reason"] == "revoked", 1.0) < 1.0
+
+
+def test_entry_through_one_exit_through_the_other_and_200_concurrent_exits_fare_once(
+    cluster: tuple[Server, Server],
+) -> None:
+    """Issue 10: the journey slot is shared through Redis. The rider enters through one
+    process; 200 exits of that one journey, each with its own fresh code (so single use
+    does not decide it), race through both: exactly one closes the journey, fared once,
+    the others find no entry; settlement shows one more fare."""
+    a, b = cluster
+    table = {"operator": "metro-co", "zones": {"L1-S01": 1, "L2-S12": 2},
+             "fares": {"0": 300, "1": 400}, "max_fare": 900, "exit_without_entry": "refuse"}
+    put = httpx.put(a.url + "/v1/admin/fares/metro", headers=a.admin, json=table)
+    assert put.status_code == 200, put.text
+    gate = a.register_partner(["metro"], rate_limit_per_second=100_000)
+    headers = b.partner_headers(gate)
+    sub = f"c-journey-{secrets.token_hex(3)}"
+    citizen, prober = a.citizen(sub), a.citizen(f"c-probe-{secrets.token_hex(3)}")
+
+    def b_has_the_table() -> bool:  # b's cache follows the `fares` change-feed event
+        probe = httpx.post(b.url + "/v1/codes", headers=prober).json()["code"]
+        return bool(httpx.post(b.url + "/v1/verify", headers=headers, json={
+            "code": probe, "scene": "metro", "direction": "out", "checkpoint": "L2-S12-G1",
+        }).json()["reason"] == "no_entry")
+
+    assert _eventually(b_has_the_table, 3.0) < 3.0
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+
+    def settled() -> tuple[int, int]:
+        body = httpx.get(a.url + "/v1/admin/settlement", headers=a.admin,
+                         params={"date": day}).json()
+        return body["journeys"], body["fares"]
+
+    before = settled()
+
+    def code() -> str:
+        return str(httpx.post(b.url + "/v1/codes", headers=citizen).json()["code"])
+
+    entry = {"code": code(), "scene": "metro", "direction": "in", "checkpoint": "L1-S01-G1"}
+    answer = httpx.post(a.url + "/v1/verify", headers=headers, json=entry).json()
+    assert answer["valid"] is True and "journey" not in answer, answer
+    codes = [code() for _ in range(200)]
+
+    async def storm() -> list[dict[str, object]]:
+        limits = httpx.Limits(max_connections=50)
+        async with httpx.AsyncClient(limits=limits, timeout=20) as client:
+            answers = await asyncio.gather(*(
+                client.post((a if i % 2 else b).url + "/v1/verify", headers=headers,
+                            json={"code": c, "scene": "metro", "direction": "out",
+                                  "checkpoint": "L2-S12-G3"})
+                for i, c in enumerate(codes)
+            ))
+        return [r.json() for r in answers]
+
+    results = asyncio.run(storm())
+    closed = [r for r in results if r["valid"]]
+    assert len(closed) == 1, [r for r in results if r["valid"]]
+    assert closed[0]["journey"]["status"] == "complete"  # type: ignore[index]
+    assert closed[0]["journey"]["fare"] == 400  # type: ignore[index]
+    assert {r["reason"] for r in results if not r["valid"]} == {"no_entry"}
+
+    def recorded() -> bool:
+        return settled() == (before[0] + 1, before[1] + 400)
+
+    assert _eventually(recorded, 5.0) < 5.0  # the journey record is written off the hot path
+    mine = httpx.get(a.url + "/v1/me/journeys", headers=citizen).json()["items"]
+    assert [(j["status"], j["fare"], j["entry_checkpoint"], j["exit_checkpoint"])
+            for j in mine] == [("complete", 400, "L1-S01-G1", "L2-S12-G3")]

@@ -1,7 +1,8 @@
 """Offline codes end to end (issue 9 item 8, SPEC.md §6.1): a wallet enrolled against a
 real ``suishen serve``, a bundle fetched, the server STOPPED, codes made on the "phone"
 and decided at a "gate" with no network — then revocation through a re-sync, and the
-same offline codes verified online."""
+same offline codes verified online; the gate's decisions uploaded (``suishen gate
+upload``) into the rider's history."""
 
 from __future__ import annotations
 
@@ -89,6 +90,20 @@ def test_enroll_fetch_stop_decide_offline_then_revoke_and_resync(tmp_path: Path)
     srv.port, srv.url = first_port, first_url  # where the wallet was enrolled
     srv.start()
     try:
+        # the gate's offline decisions go up: re-verified, into the rider's history
+        creds = ["--url", srv.url, "--client-id", partner["client_id"],
+                 "--client-secret", partner["client_secret"]]
+        state = str(gate_dir / "gate-state.json")
+        uploaded = json.loads(cli("gate", "upload", "--state", state, *creds).stdout)
+        assert uploaded["uploaded"] == 3 and uploaded["accepted"] == 1, uploaded
+        assert uploaded["ignored"] + uploaded["errors"] == 2, uploaded  # replayed, expired
+        assert json.loads(Path(state).read_text())["log"] == []  # marked: not re-sent
+        again = json.loads(cli("gate", "upload", "--state", state, *creds).stdout)
+        assert again["uploaded"] == 0
+        mine = httpx.get(srv.url + "/v1/me/verifications",
+                         headers=srv.citizen("rider-1")).json()["items"]
+        assert [(i["offline"], i["result"], i["checkpoint"]) for i in mine] == [
+            (True, "ok", "L2-S12-G3")], mine
         metro = srv.partner_headers(partner)
         online = cli("wallet", "code", "--dir", str(wallet)).stdout.strip()
         body = {"code": online, "scene": "metro", "direction": "in", "checkpoint": "L2-S1-G1"}
