@@ -398,3 +398,29 @@ def test_sdk_partner_client_resolves_against_the_running_service(tmp_path: Any) 
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+# --- the safety net and the published contract ----------------------------------------
+async def test_resync_picks_up_a_change_made_behind_the_services_back(api: Api) -> None:
+    """The periodic re-read (EventDispatcher.resync) reloads enterprises: a suspension
+    written to the database without an event still stops the codes."""
+    await put_enterprise(api)
+    gov = await window(api)
+    code = (await enterprise_code(api, "agent-1")).json()["code"]
+    stored = await api.runtime.db.enterprises.get("acme")
+    await api.runtime.db.enterprises.put(
+        "acme", name=stored.name, uscc=stored.uscc, status="suspended",
+        attributes=stored.attributes, agents=list(stored.agencies), now=1)
+    assert (await api.verify(gov, code, "government")).json()["valid"] is True  # not yet
+    await api.runtime.events.resync(periodic=True)
+    assert (await api.verify(gov, code, "government")).json()["reason"] == "revoked"
+
+
+async def test_openapi_documents_the_new_operations(api: Api) -> None:
+    doc = (await api.client.get("/openapi.json")).json()
+    assert {"put", "get"} <= doc["paths"]["/v1/admin/enterprises/{enterprise_id}"].keys()
+    assert "post" in doc["paths"]["/v1/resolve"]
+    schemas = doc["components"]["schemas"]
+    assert "enterprise" in schemas["VerifyAnswer"]["properties"]
+    assert {"kind", "issuer", "valid", "reason"} <= set(schemas["ResolveOut"]["required"])
+    assert "enterprise_attributes" in schemas["PartnerIn"]["properties"]
