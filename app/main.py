@@ -330,7 +330,12 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.openapi = openapi  # type: ignore[method-assign]
     limit, log = settings.max_body_bytes, settings.access_log
     app.add_middleware(EdgeMiddleware, max_body_bytes=limit, metrics=metrics, access_log=log,
-                       path_limits={"/v1/gate-events": settings.gate_upload_max_bytes})
+                       path_limits={
+                           "/v1/gate-events": settings.gate_upload_max_bytes,
+                           "/v1/devices": settings.device_upload_max_bytes,
+                           "/v1/devices/{device_id}/credentials":
+                               settings.device_upload_max_bytes,
+                       })
     app.fast_route("POST", "/v1/verify", partner.verify_asgi)
     app.fast_route("POST", "/v1/codes", citizen.issue_asgi)
     return app

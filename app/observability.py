@@ -199,13 +199,28 @@ class EdgeMiddleware:
         self.app = app
         self.route = route  # a fixed route label (the fast lane), else the matched route
         self.max_body = max_body_bytes
-        # Larger limits for a few exact paths (offline gate uploads: up to 1,000 entries).
-        self.path_limits = dict(path_limits or {})
+        # Larger limits for a few paths (offline gate uploads: up to 1,000 entries; device
+        # registration: a whole batch of keys). A ``{name}`` segment matches one segment.
+        self.path_limits = {p: n for p, n in (path_limits or {}).items() if "{" not in p}
+        self._templated = [
+            (re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(p)) + "$"), n)
+            for p, n in (path_limits or {}).items() if "{" in p
+        ]
         self.metrics = metrics
         self.access_log = access_log
         self.log = logging.getLogger("suishen.access")
         self._prefix = os.urandom(4).hex()
         self._counter = 0
+
+    def _limit_for(self, path: str) -> int:
+        """The body limit of ``path``: its own (exact, then templated) or the default."""
+        exact = self.path_limits.get(path)
+        if exact is not None:
+            return exact
+        for pattern, limit in self._templated:
+            if pattern.match(path):
+                return limit
+        return self.max_body
 
     def _new_id(self) -> str:
         self._counter += 1
@@ -237,7 +252,7 @@ class EdgeMiddleware:
                 message["headers"] = [*message.get("headers", []), rid_header]
             await send(message)
 
-        limit = self.path_limits.get(scope.get("path", ""), self.max_body)
+        limit = self._limit_for(scope.get("path", ""))
         try:
             if length is not None:
                 try:

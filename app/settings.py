@@ -110,6 +110,15 @@ class Settings(BaseSettings):
         """Slots in the credential window (days x slots per day): the largest batch."""
         return min(500, self.offline_days * 86_400 // self.offline_slot_seconds)
 
+    @property
+    def device_upload_max_bytes(self) -> int:
+        """The body limit of ``POST /v1/devices`` and its refill: a whole batch of
+        :attr:`offline_slots` JWKs (512 bytes each is generous: a WebCrypto export with
+        ``key_ops`` and ``ext`` is about 150) plus 4 KiB for the rest, and never less
+        than ``max_body_bytes``. Derived, so raising ``SUISHEN_OFFLINE_DAYS`` or
+        shortening the slot never makes the largest valid batch a 413."""
+        return max(self.max_body_bytes, self.offline_slots * 512 + 4096)
+
     @model_validator(mode="after")
     def _token_lifetimes(self) -> Settings:
         bound = self.partner_token_max_lifetime_seconds

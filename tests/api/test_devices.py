@@ -586,3 +586,31 @@ async def test_rebuilds_are_coalesced_when_configured(tmp_path: Path) -> None:
             assert int(rotated.headers["x-bundle-version"]) > version
             delta = bcodec.decode(cose.decode_sign1(rotated.content).payload)
             assert delta.is_delta and sum(len(ix) for ix in delta.flips.values()) == 1
+
+
+async def test_the_largest_valid_batch_fits_the_device_body_limit(tmp_path: Path) -> None:
+    """With a week of hourly slots (168 keys, about 19 KB of JWKs: over the default
+    16 KiB body limit) registration and refill take the whole batch; a body over the
+    devices' own derived limit is 413 and writes nothing."""
+    settings = make_settings(tmp_path, offline_days=7)
+    assert settings.offline_slots == 168
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            api = Api(client, app, settings)
+            keys = new_keys(168)
+            payload = {"name": "phone", "keys": jwks_of(keys)}
+            assert len(httpx.Request("POST", "http://t", json=payload).content) > \
+                settings.max_body_bytes
+            body = await register(api, "vic", keys)
+            assert len(body["credentials"]) == 168
+            citizen = await api.citizen("vic")
+            refill = await client.post(f"/v1/devices/{body['device_id']}/credentials",
+                                       headers=citizen, json={"keys": jwks_of(new_keys(168))})
+            assert refill.status_code != 413, refill.text
+            padded = {"name": "x" * settings.device_upload_max_bytes, "keys": jwks_of(keys[:1])}
+            over = await client.post("/v1/devices", headers=citizen, json=padded)
+            assert over.status_code == 413
+            listed = await client.get("/v1/devices", headers=citizen)
+            assert len(listed.json()["devices"]) == 1  # the refused body wrote nothing
