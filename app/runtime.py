@@ -96,6 +96,7 @@ class Runtime:
         await self.audit.close()
         await self.transit.writer.close()
         await self.venues.writer.close()
+        await self.trust.close()  # a background prune in progress
         await self.state.close()
         await self.db.close()
 

@@ -19,7 +19,8 @@ bundle, and signed deltas.
   this store made, no reactivation happened since (a delta can only set bits), and the
   delta is smaller than the full bundle; otherwise the full bundle.
 * Old rows are pruned once a tick (credential rows of slots that ended a bundle
-  lifetime ago, older versions and their flips).
+  lifetime ago, older versions and their flips), in a background task: the request
+  that made the tick does not wait for it, and prunes never overlap.
 * ``SUISHEN_TRUST_BUNDLE_MIN_REBUILD_SECONDS`` (default 0: off) coalesces rebuilds:
   while the newest build is younger than that, a newer version caused by revocations or
   ticks is served by it (its deltas still carry every flip up to now); a key change
@@ -36,6 +37,7 @@ bundle, and signed deltas.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -125,6 +127,7 @@ class TrustService:
         self._built: dict[int, _Built] = {}
         self._lock = asyncio.Lock()
         self._venue_keys_seen: int | None = None  # the venues key-set version last built
+        self._pruning: asyncio.Task[None] | None = None  # at most one prune at a time
 
     def anchor_jwks(self) -> dict[str, object]:
         """The trust anchor's public keys as a JWK Set (format of ``GET /v1/keys``)."""
@@ -173,8 +176,25 @@ class TrustService:
             head = await self._db.devices.bump("venue-keys", now=now)
         if head.at < now - self._tick:
             head = await self._db.devices.bump("tick", now=now)
-            await self._prune(now)
+            self._start_prune(now)
         return head
+
+    def _start_prune(self, now: int) -> None:
+        """Prune in the background: the request that made the tick does not wait for it
+        (at city scale the credential rows of a slot are millions), and a prune still
+        running when the next tick comes is not doubled."""
+        if self._pruning is None or self._pruning.done():
+            self._pruning = asyncio.create_task(self._prune(now), name="trust-prune")
+
+    async def wait_pruned(self) -> None:
+        """Wait for a prune in progress, if any (graceful stop, tests)."""
+        if self._pruning is not None and not self._pruning.done():
+            with contextlib.suppress(Exception):
+                await self._pruning
+
+    async def close(self) -> None:
+        """Graceful stop: a prune in progress finishes."""
+        await self.wait_pruned()
 
     def _venue_version(self) -> int | None:
         try:
@@ -186,10 +206,14 @@ class TrustService:
         """Once a tick: forget credential rows of slots that ended a bundle lifetime ago
         and versions older than that (a gate holding one has an expired bundle and gets
         the full bundle). Failure is logged, never the caller's problem."""
+        started = time.monotonic()
         try:
-            await self._db.devices.prune(before=now - self._lifetime - self._slot)
+            pruned = await self._db.devices.prune(before=now - self._lifetime - self._slot)
         except StorageError as exc:
             log.warning("trust prune skipped: %s", type(exc).__name__)
+            return
+        log.info("trust prune: %d rows in %.1f ms", pruned,
+                 (time.monotonic() - started) * 1000)
 
     async def _current(self) -> _Built:
         now = int(self._clock())

@@ -488,6 +488,7 @@ async def test_bundles_are_cached_per_version_and_advance_with_time(tmp_path: Pa
                                     params={"since": first_version})
             assert late.status_code == 200
             assert "x-bundle-since" not in late.headers  # the full bundle
+            await runtime.trust.wait_pruned()  # the tick's prune runs in the background
             assert await runtime.db.devices.changes_since(first_version) is None
 
 
