@@ -194,7 +194,8 @@ async def build_runtime(
         dev_idp=dev_idp,
         devices=devices,
         transit=transit,
-        gate_events=GateUploads(db, verifier=verifier, transit=transit, clock=clock),
+        gate_events=GateUploads(db, verifier=verifier, transit=transit, metrics=metrics,
+                                clock=clock),
         trust=TrustService(
             db, keys, slot_seconds=settings.offline_slot_seconds,
             list_size=settings.offline_status_list_size,

@@ -207,6 +207,9 @@ async def test_hostile_entries_get_errors_per_entry_and_the_rest_is_taken(
                        9: "not_yet_valid", 10: "scene_not_allowed", 12: "expired",
                        14: "bad_signature"}, body
     assert all(e["detail"] for e in body["errors"])
+    sample = capi.runtime.metrics.registry.get_sample_value
+    assert sample("suishen_gate_events_total", {"outcome": "error"}) == 12
+    assert sample("suishen_gate_events_total", {"outcome": "accepted"}) == 2
     assert sorted(await journeys(capi, "dee")) == [("single_tap", 200, "B1-G1", None, True)] * 2
 
 
