@@ -226,6 +226,10 @@ async def test_batches_refused_as_a_whole_write_nothing(capi: Clocked) -> None:
     too_many = await post("/v1/gate-events", headers=headers, json={"events": [good] * 1001})
     assert too_many.status_code == 413, too_many.text
     assert too_many.headers["content-type"].startswith("application/problem+json")
+    huge = b'{"events": ["' + b"x" * (2 * 1024 * 1024) + b'"]}'  # over the path's limit
+    r = await post("/v1/gate-events", headers={**headers, "content-type": "application/json"},
+                   content=huge)
+    assert r.status_code == 413, r.text[:200]
     for bad in ({"events": good}, [good], {"events": [good], "more": 1}, {}):
         r = await post("/v1/gate-events", headers=headers, json=bad)
         assert r.status_code == 422, (bad, r.text)
