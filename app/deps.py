@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.routing import APIRoute
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from suishen.app.auth.errors import (
     AuthError,
@@ -47,15 +48,21 @@ def bearer(header: str | None) -> str:
     return token
 
 
-async def citizen_sub(request: Request, runtime: RuntimeDep) -> str:
-    """The authenticated citizen's identity-provider ``sub``."""
-    token = bearer(request.headers.get("authorization"))
+async def authenticate_citizen(runtime: Runtime, header: str | None) -> str:
+    """The identity-provider ``sub`` of the citizen behind an ``Authorization`` header
+    (the one check of a citizen's bearer token, for FastAPI routes and the fast lane)."""
+    token = bearer(header)
     try:
         return await runtime.citizen_auth.validate(token, now=int(runtime.now()))
     except AuthError:
         raise
     except ValueError:
         raise InvalidCitizenToken("invalid token") from None
+
+
+async def citizen_sub(request: Request, runtime: RuntimeDep) -> str:
+    """The authenticated citizen's identity-provider ``sub``."""
+    return await authenticate_citizen(runtime, request.headers.get("authorization"))
 
 
 CitizenSub = Annotated[str, Depends(citizen_sub)]
@@ -150,3 +157,37 @@ async def _operator_check(request: Request) -> None:
 
 OperatorFirst = auth_first(_operator_check)
 BodyFirst = auth_first(None)  # routes whose authentication is a dependency, or none
+
+
+# --- the fast lane (bare ASGI endpoints, see suishen.app.main.SuishenApp) --------------
+def request_headers(scope: Scope) -> tuple[str | None, str | None]:
+    """The first ``Authorization`` and ``Content-Type`` headers of a request."""
+    authorization = content_type = None
+    for name, value in scope["headers"]:
+        if name == b"authorization" and authorization is None:
+            authorization = value.decode("latin-1")
+        elif name == b"content-type" and content_type is None:
+            content_type = value.decode("latin-1")
+    return authorization, content_type
+
+
+async def read_body(receive: Receive) -> bytes | None:
+    """The whole request body, or None when the client disconnected first (the body-size
+    limit is the :class:`~suishen.app.observability.EdgeMiddleware`'s)."""
+    chunks = []
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+async def send_answer(send: Send, status: int, body: bytes,
+                      headers: list[tuple[bytes, bytes]]) -> None:
+    """Send a complete answer: ``headers`` (content type included) plus its length."""
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

@@ -2,6 +2,7 @@
 Redis pub/sub and its stream, or in memory on the embedded default) update the caches
 that the hot path reads — the suspended set and cached attributes (``subject``), the key
 views (``keys``), revoked devices' credentials (``device``), fare tables (``fares``),
+enterprises and their agencies (``enterprise``),
 everything after a gap in the feed (``resync``). A periodic re-read is the safety net
 behind the feed.
 """
@@ -14,6 +15,7 @@ import logging
 
 from suishen.app.observability import Metrics
 from suishen.app.services.devices import DeviceService
+from suishen.app.services.enterprises import EnterpriseService
 from suishen.app.services.keys import KeyManager
 from suishen.app.services.subjects import SubjectService
 from suishen.app.services.transit import TransitService
@@ -36,8 +38,10 @@ class EventDispatcher:
         refresh_seconds: float,
         devices: DeviceService | None = None,
         transit: TransitService | None = None,
+        enterprises: EnterpriseService | None = None,
     ) -> None:
         self._transit = transit
+        self._enterprises = enterprises
         self._keys = keys
         self._devices = devices
         self._subjects = subjects
@@ -69,6 +73,8 @@ class EventDispatcher:
             await self._devices.apply(event)
         elif event.kind == "fares" and self._transit is not None:
             await self._transit.apply(event)
+        elif event.kind == "enterprise" and self._enterprises is not None:
+            await self._enterprises.apply(event)
         elif event.kind == "resync":
             await self.resync()
 
@@ -84,6 +90,8 @@ class EventDispatcher:
                     max_age=DEVICE_RELOAD_SECONDS if periodic else None)
             if self._transit is not None:
                 await self._transit.load()
+            if self._enterprises is not None:
+                await self._enterprises.load()
         except BackendUnavailable:
             log.warning("resync deferred: database unavailable")
 

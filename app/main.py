@@ -28,9 +28,19 @@ import suishen
 from suishen.app import problems
 from suishen.app.observability import EdgeMiddleware, Metrics
 from suishen.app.pages import mount_pages
-from suishen.app.routes import admin, citizen, dev, devices, partner, public, transit
+from suishen.app.routes import (
+    admin,
+    citizen,
+    dev,
+    devices,
+    enterprises,
+    partner,
+    public,
+    resolve,
+    transit,
+)
 from suishen.app.runtime import Runtime, build_runtime
-from suishen.app.schemas import verify_openapi
+from suishen.app.schemas import codes_openapi, verify_openapi
 from suishen.app.settings import Settings
 from suishen.verifiers.policy import SCENES
 
@@ -62,8 +72,8 @@ class SuishenApp(FastAPI):
     fast lane is built from ``user_middleware`` on the first request, as Starlette builds
     its own stack). The endpoint answers its own errors (problem+json); another method on
     a fast path is a 405 problem. Fast routes are absent from the generated OpenAPI
-    document: describe them explicitly (see :func:`_add_verify`). Everything else takes
-    the normal path."""
+    document: describe them explicitly (see :func:`_add_verify`, :func:`_add_codes`).
+    Everything else takes the normal path."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -113,11 +123,17 @@ def _method_not_allowed(allowed: list[str]) -> ASGIApp:
     return app
 
 
+def _problems(*answers: tuple[int, str]) -> dict[str, Any]:
+    """OpenAPI error answers of a fast route (their schema is set by
+    :func:`_document_security_and_problems`)."""
+    problem = {"application/problem+json": {"schema": {"type": "object"}}}
+    return {str(status): {"description": text, "content": problem} for status, text in answers}
+
+
 def _add_verify(doc: dict[str, Any]) -> None:
     """The OpenAPI entry of the fast ``POST /v1/verify``, generated from its msgspec type."""
     schemas, components = verify_openapi()
     doc.setdefault("components", {}).setdefault("schemas", {}).update(components)
-    problem = {"application/problem+json": {"schema": {"type": "object"}}}
     doc["paths"]["/v1/verify"] = {"post": {
         "tags": ["partners"],
         "summary": "Verify",
@@ -130,12 +146,44 @@ def _add_verify(doc: dict[str, Any]) -> None:
         "responses": {
             "200": {"description": "the judgement",
                     "content": {"application/json": {"schema": schemas["answer"]}}},
-            **{str(status): {"description": text, "content": problem} for status, text in (
-                (401, "missing or invalid partner token"),
-                (403, "partner not registered for the scene"),
-                (413, "body too large"), (415, "body is not application/json"),
-                (422, "invalid request"), (429, "rate limit exceeded"),
-                (503, "a backend is unavailable"))},
+            **_problems((401, "missing or invalid partner token"),
+                        (403, "partner not registered for the scene"),
+                        (413, "body too large"), (415, "body is not application/json"),
+                        (422, "invalid request"), (429, "rate limit exceeded"),
+                        (503, "a backend is unavailable")),
+        },
+    }}
+
+
+def _add_codes(doc: dict[str, Any]) -> None:
+    """The OpenAPI entry of the fast ``POST /v1/codes``, generated from its msgspec types."""
+    schemas, components = codes_openapi()
+    doc.setdefault("components", {}).setdefault("schemas", {}).update(components)
+    doc["paths"]["/v1/codes"] = {"post": {
+        "tags": ["citizens"],
+        "summary": "Issue Code",
+        "operationId": "issue_code_v1_codes_post",
+        "description": "Issue the citizen's current personal code (no body, or "
+                       "``{\"kind\": \"personal\"}``) or the code of an enterprise the "
+                       "citizen is an authorised agent of (``{\"kind\": \"enterprise\", "
+                       "\"enterprise_id\": ...}``). ``?format=png|svg`` answers the QR image, "
+                       "with the expiry in ``X-Code-Expires-At`` and the next refresh in "
+                       "``X-Code-Refresh-After``.",
+        "parameters": [{"name": "format", "in": "query", "required": False,
+                        "schema": {"enum": ["json", "png", "svg"], "type": "string",
+                                   "default": "json", "title": "Format"}}],
+        "requestBody": {"required": False,
+                        "content": {"application/json": {"schema": schemas["request"]}}},
+        "responses": {
+            "201": {"description": "the code",
+                    "content": {"application/json": {"schema": schemas["answer"]},
+                                "image/png": {}, "image/svg+xml": {}}},
+            **_problems((401, "missing or invalid citizen token"),
+                        (403, "suspended citizen, or not an agent of the enterprise"),
+                        (413, "body too large"), (415, "body is not application/json"),
+                        (422, "invalid request"),
+                        (503, "no active signing key, or enrolment while a backend is "
+                              "unavailable")),
         },
     }}
 
@@ -215,6 +263,10 @@ def _document_security_and_problems(doc: dict[str, Any]) -> None:
                                          "content": problem}
                 elif "content" not in responses[status]:
                     responses[status]["content"] = problem
+            for status, answer in responses.items():
+                # an error a route declares itself (e.g. 415) is problem+json too
+                if status[:1] in "45" and "content" not in answer:
+                    answer["content"] = problem
     revoke = doc.get("paths", {}).get("/v1/devices/{device_id}", {}).get("delete")
     if revoke is not None:  # the owner or an operator
         revoke["security"] = [{"citizenBearer": []}, {"operatorBearer": []}]
@@ -251,6 +303,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(admin.router)
     app.include_router(transit.admin)
     app.include_router(transit.citizen)
+    app.include_router(enterprises.admin)
+    app.include_router(resolve.router)
     app.include_router(transit.partner)
     app.include_router(public.router)
     if not settings.production:
@@ -264,6 +318,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                 routes=app.routes,
             )
             _add_verify(doc)
+            _add_codes(doc)
             _document_security_and_problems(doc)
             app.openapi_schema = doc
         return app.openapi_schema
@@ -273,4 +328,5 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_middleware(EdgeMiddleware, max_body_bytes=limit, metrics=metrics, access_log=log,
                        path_limits={"/v1/gate-events": settings.gate_upload_max_bytes})
     app.fast_route("POST", "/v1/verify", partner.verify_asgi)
+    app.fast_route("POST", "/v1/codes", citizen.issue_asgi)
     return app

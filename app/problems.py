@@ -23,9 +23,11 @@ from suishen.errors import (
     BackendUnavailable,
     BodyTooLarge,
     ConfigError,
+    EnterpriseSuspended,
     InvalidRequest,
     IssuanceError,
     KeyManagementError,
+    NotAnAgent,
     NotFound,
     RateLimited,
     SceneNotAllowed,
@@ -107,6 +109,8 @@ _RULES: dict[type[BaseException], _Rule] = {
     RateLimited: (429, "rate-limited", _retry_after),
     SceneNotAllowed: (403, "scene-forbidden", None),
     SubjectSuspended: (403, "suspended", None),
+    NotAnAgent: (403, "not-agent", None),
+    EnterpriseSuspended: (403, "enterprise-suspended", None),
     IssuanceError: (503, "issuance", _retry_soon),
 }
 

@@ -25,11 +25,13 @@ from suishen.app.events import EventDispatcher
 from suishen.app.observability import GaugeLoop, Metrics
 from suishen.app.services.audit import AuditWriter
 from suishen.app.services.devices import DeviceService
+from suishen.app.services.enterprises import EnterpriseService
 from suishen.app.services.gate_events import GateUploads
 from suishen.app.services.issuance import IssuanceService
 from suishen.app.services.keys import TOKENS, KeyManager, KeyView, default_overlaps
 from suishen.app.services.partners import PartnerService
 from suishen.app.services.ratelimit import RateLimiter
+from suishen.app.services.resolve import ResolveService
 from suishen.app.services.subjects import SubjectService
 from suishen.app.services.transit import JourneyWriter, TransitService
 from suishen.app.services.trust import TrustService, ensure_anchor
@@ -61,6 +63,8 @@ class Runtime:
     devices: DeviceService
     trust: TrustService
     transit: TransitService
+    enterprises: EnterpriseService
+    resolver: ResolveService
     gate_events: GateUploads
     dev_idp: DevIdentityProvider | None = None
     clock: Clock = SYSTEM_CLOCK
@@ -138,6 +142,8 @@ async def build_runtime(
             metrics=metrics, passback_seconds=settings.passback_seconds, clock=clock,
         )
         await transit.load()
+        enterprises = EnterpriseService(db, state, subjects=subjects, clock=clock)
+        await enterprises.load()
     except BaseException:
         await db.close()
         raise
@@ -170,6 +176,7 @@ async def build_runtime(
         credentials=devices.revoked,
         offline_lifetime=settings.offline_code_lifetime_seconds,
         transit=transit,
+        enterprises=enterprises,
     )
     runtime = Runtime(
         settings=settings,
@@ -183,17 +190,20 @@ async def build_runtime(
         audit=audit,
         verifier=verifier,
         issuance=IssuanceService(keys=keys, subjects=subjects, metrics=metrics,
-                                 ttl_seconds=settings.code_ttl_seconds, clock=clock),
+                                 ttl_seconds=settings.code_ttl_seconds, clock=clock,
+                                 enterprises=enterprises),
         partner_tokens=partner_tokens,
         citizen_auth=citizen_auth_for(settings, dev_idp),
         admin_token=admin_token,
         events=EventDispatcher(keys=keys, subjects=subjects, metrics=metrics,
                                refresh_seconds=settings.key_refresh_seconds, devices=devices,
-                               transit=transit),
+                               transit=transit, enterprises=enterprises),
         gauges=GaugeLoop(metrics, audit=audit, db=db),
         dev_idp=dev_idp,
         devices=devices,
         transit=transit,
+        enterprises=enterprises,
+        resolver=ResolveService(verifier, issuer=partner_tokens.issuer),
         gate_events=GateUploads(db, verifier=verifier, transit=transit, metrics=metrics,
                                 clock=clock),
         trust=TrustService(

@@ -1,7 +1,8 @@
 """Request and response models for the HTTP API (and its OpenAPI document).
 
-The verify route parses with msgspec for speed (:class:`VerifyBody`); that type is also
-the source of its OpenAPI entry (:func:`verify_openapi`).
+The two hot routes, verify and issuance, parse and answer with msgspec for speed
+(:class:`VerifyBody`, :class:`CodeRequest`, :class:`CodeOut`); those types are also the
+source of their OpenAPI entries (:func:`verify_openapi`, :func:`codes_openapi`).
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from suishen.app.text import MAX_SUBJECT_CHARS, PRINTABLE_PATTERN, SUBJECT_PATTERN
+from suishen.codecs import uscc as uscc_codec
 from suishen.verifiers import transit as transit_rules
+from suishen.verifiers.enterprise import ENTERPRISE_ATTRIBUTES, EXTRA_ATTRIBUTES
 from suishen.verifiers.policy import ATTRIBUTES, SCENES
 from suishen.verifiers.reasons import Reason
 
@@ -21,9 +24,13 @@ from suishen.verifiers.reasons import Reason
 if TYPE_CHECKING:
     Scene = str
     Attribute = str
+    EnterpriseAttribute = str
+    EnterpriseExtra = str
 else:
     Scene = Literal[tuple(SCENES)]
     Attribute = Literal[tuple(ATTRIBUTES)]
+    EnterpriseAttribute = Literal[ENTERPRISE_ATTRIBUTES]
+    EnterpriseExtra = Literal[EXTRA_ATTRIBUTES]
 
 SubjectId = Annotated[str, Field(min_length=1, max_length=MAX_SUBJECT_CHARS,
                                  pattern=SUBJECT_PATTERN,
@@ -40,8 +47,31 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class CodeOut(BaseModel):
-    """A freshly issued personal code."""
+ENTERPRISE_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+EnterpriseId = Annotated[str, msgspec.Meta(pattern=ENTERPRISE_ID_PATTERN,
+                                           description="the enterprise's id")]
+
+
+class PersonalCodeRequest(msgspec.Struct, tag="personal", tag_field="kind",
+                          forbid_unknown_fields=True):
+    """``{"kind": "personal"}``: the citizen's personal code (the same as no body)."""
+
+
+class EnterpriseCodeRequest(msgspec.Struct, tag="enterprise", tag_field="kind",
+                            forbid_unknown_fields=True):
+    """``{"kind": "enterprise", "enterprise_id": ...}``: the code of an enterprise the
+    citizen is an authorised agent of (SPEC §6.3; 403 otherwise)."""
+
+    enterprise_id: EnterpriseId
+
+
+# ``POST /v1/codes`` optional body (SPEC §4), tagged by ``kind``: the one schema of the
+# route — decoding enforces it and the OpenAPI entry is generated from it.
+CodeRequest = PersonalCodeRequest | EnterpriseCodeRequest
+
+
+class CodeOut(msgspec.Struct):
+    """``POST /v1/codes`` answer: a freshly issued code (RFC 3339 times)."""
 
     code: str
     kind: str
@@ -90,6 +120,11 @@ class VerifyAnswer(msgspec.Struct, omit_defaults=True):
     code_expires_at: str | None = None
     attributes_unavailable: bool | None = None
     journey: JourneyAnswer | None = None
+    enterprise: Annotated[
+        dict[str, str | list[str]],
+        msgspec.Meta(description="an enterprise code: the enterprise attributes the "
+                                 "partner may see (its enterprise_attributes)"),
+    ] | None = None
 
 
 AttributeValue = Annotated[str, Field(max_length=256, pattern=PRINTABLE_PATTERN,
@@ -120,6 +155,9 @@ class PartnerIn(Strict):
                       description="printable text")
     scenes: list[Scene] = Field(min_length=1, max_length=len(SCENES))
     attributes: list[Attribute] = Field(default_factory=list, max_length=len(ATTRIBUTES))
+    enterprise_attributes: list[EnterpriseAttribute] = Field(
+        default_factory=list, max_length=len(ENTERPRISE_ATTRIBUTES),
+        description="what the partner may see of an enterprise code's enterprise")
     rate_limit_per_second: int | None = Field(default=None, ge=1, le=1_000_000)
 
 
@@ -131,6 +169,7 @@ class PartnerOut(BaseModel):
     name: str
     scenes: list[str]
     attributes: list[str]
+    enterprise_attributes: list[str]
     rate_limit_per_second: int | None
     created_at: str
 
@@ -265,6 +304,13 @@ def fare_table_openapi() -> dict[str, Any]:
     shapes = [components["EntryExitFareTable"], components["FlatFareTable"]]
     shapes[0]["properties"]["fares"]["required"] = ["0"]  # a journey within one zone
     return {"oneOf": shapes}
+def codes_openapi() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The request and answer schemas of ``POST /v1/codes`` and their components,
+    generated from :class:`CodeRequest` and :class:`CodeOut`."""
+    (body, answer), components = msgspec.json.schema_components(
+        [CodeRequest, CodeOut], ref_template="#/components/schemas/{name}"
+    )
+    return {"request": body, "answer": answer}, components
 
 
 # --- devices and offline credentials (SPEC.md §6.1) -----------------------------------
@@ -320,3 +366,80 @@ class DeviceList(BaseModel):
     """``GET /v1/devices``."""
 
     devices: list[DeviceOut]
+
+
+# --- enterprises (SPEC.md §6.3, issue 11) ----------------------------------------------
+MAX_AGENTS = 100
+MAX_LIST_ITEMS = 32
+
+
+def _valid_uscc(value: str) -> str:
+    try:
+        return uscc_codec.validate(value)
+    except uscc_codec.InvalidUSCC as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _unique(values: list[str]) -> list[str]:
+    if len(set(values)) != len(values):
+        raise ValueError("agents must not repeat")
+    return values
+
+
+EnterpriseText = Annotated[str, Field(min_length=1, max_length=512, pattern=PRINTABLE_PATTERN,
+                                      description="printable text")]
+EnterpriseValueIn = EnterpriseText | Annotated[list[EnterpriseText],
+                                               Field(max_length=MAX_LIST_ITEMS)]
+USCC = Annotated[str, Field(min_length=18, max_length=18,
+                            pattern=r"^[0-9A-HJ-NP-RTUW-Y]{2}[0-9]{6}[0-9A-HJ-NP-RTUW-Y]{10}$",
+                            description="unified social credit code (GB 32100-2015), "
+                                        "check character verified"),
+                 AfterValidator(_valid_uscc)]
+
+
+class EnterpriseIn(Strict):
+    """``PUT /v1/admin/enterprises/{enterprise_id}``: the whole enterprise (a replace)."""
+
+    name: str = Field(min_length=1, max_length=200, pattern=PRINTABLE_PATTERN,
+                      description="printable text")
+    uscc: USCC
+    status: Literal["active", "suspended"] = "active"
+    attributes: dict[EnterpriseExtra, EnterpriseValueIn] = Field(default_factory=dict)
+    agents: Annotated[list[SubjectId], Field(max_length=MAX_AGENTS),
+                      AfterValidator(_unique)] = Field(
+        default_factory=list, description="citizen subs who may act for the enterprise")
+
+
+class EnterpriseOut(BaseModel):
+    """An enterprise as operators see it (agency handles are never shown)."""
+
+    enterprise_id: str
+    name: str
+    uscc: str
+    status: str
+    attributes: dict[str, str | list[str]]
+    agents: list[str]
+    created_at: str
+    updated_at: str
+
+
+# --- unified recognition (POST /v1/resolve, SPEC.md §6.3) ------------------------------
+class ResolveIn(Strict):
+    """``POST /v1/resolve``: any code."""
+
+    code: str = Field(max_length=MAX_CODE, examples=["SC1:..."])
+
+
+class ResolveOut(BaseModel):
+    """What a partner learns of a code: its kind and issuer (once recognised as this
+    service's: ``null`` for a code it cannot vouch for), its validity, and the kind's
+    public information — ``enterprise`` for an enterprise code (the attributes the
+    partner's ``enterprise_attributes`` allow). Never anything personal."""
+
+    kind: str | None
+    issuer: str | None
+    valid: bool
+    reason: Reason
+    verified_at: str
+    code_expires_at: str | None = None
+    enterprise: dict[str, str | list[str]] | None = None

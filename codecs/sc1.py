@@ -30,24 +30,38 @@ Claims (a CWT claims set, RFC 8392), in this order::
     04 1a <uint32>             exp (4): expiry, NumericDate                 6
     06 1a <uint32>             iat (6): issued at, NumericDate              6
     07 48 <8 bytes>            cti (7): random code id                      10
-    20 00                      kind (-1, private): 0 personal, 1 offline    2
+    20 00                      kind (-1, private): 0 personal, 2 enterprise 2
                                                                     total   37
 
 Private claim labels (negative integers, RFC 8392 §4):
 
-* ``-1`` kind: ``0`` personal (server-signed), ``1`` offline (device-signed, later).
+* ``-1`` kind: ``0`` personal (server-signed), ``1`` offline (device-signed: its own
+  layout, :mod:`suishen.codecs.offline`), ``2`` enterprise (server-signed).
 
 ``sub`` is never the citizen's handle in clear: it is the 10-byte handle XORed with a
 pad derived from the code's ``iat`` and ``cti`` under a blinding key that only the
 service holds (see :mod:`suishen.keys.blinding`). Decoding is strict: unknown claims,
 missing claims, wrong types or sizes are :class:`CodecError`.
+
+Enterprise codes (kind 2, SPEC.md §6.3)
+---------------------------------------
+Byte for byte the personal layout above — 116 bytes, 178 characters, QR 7-M — with
+``kind = 2`` (the claims end ``20 02``) and ``sub`` = the **agency handle** blinded per
+code exactly like a citizen's handle. An agency handle is a random 10-byte value the
+service allocates per (enterprise, agent) pair (``docs/enterprise.md``); only the
+service maps it back to the enterprise and the agent. So the code carries the
+enterprise and the agent in 10 bytes, and to anyone without the blinding key the
+``sub`` of two codes of one enterprise (or one agent) looks like that of two
+enterprises': a one-time pad per ``cti``.
 """
 
 from __future__ import annotations
 
 import re
+import struct
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import lru_cache
 from typing import Any
 
 from suishen.codecs import base45, cbor, cose, offline
@@ -70,6 +84,7 @@ class Kind(IntEnum):
 
     PERSONAL = 0
     OFFLINE = 1
+    ENTERPRISE = 2
 
     @property
     def label(self) -> str:
@@ -79,7 +94,8 @@ class Kind(IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class PersonalClaims:
-    """The claims of a personal code; ``sub`` is the *blinded* handle."""
+    """The claims of a server-signed code (personal or enterprise: one layout); ``sub``
+    is the *blinded* handle (a citizen's, or an agency's)."""
 
     sub: bytes
     iat: int
@@ -116,8 +132,10 @@ def from_text(text: str) -> bytes:
     return base45.decode(text[len(PREFIX) :])
 
 
+@lru_cache(maxsize=64)
 def protected_header(alg_cose: int, kid: bytes) -> bytes:
-    """The serialised protected header ``{1: alg, 4: kid}``."""
+    """The serialised protected header ``{1: alg, 4: kid}`` (memoised: a signing key
+    issues every code with the same one)."""
     return cbor.dumps({cose.HDR_ALG: alg_cose, cose.HDR_KID: kid})
 
 
@@ -178,7 +196,7 @@ def _envelope_of(message: cose.Sign1) -> Envelope:
 # check of the general path: the tag, array and map sizes, the bstr lengths, no trailing
 # bytes, exactly the labels alg/kid (resp. sub/exp/iat/cti/kind) once each, an integer
 # alg (only one-byte integer heads match), a 2-byte kid, uint32 NumericDates and
-# kind = personal. The one value check the pattern cannot make, exp > iat, falls back.
+# kind = personal or enterprise. The one value check the pattern cannot make, exp > iat, falls back.
 # tests/test_sc1_fast_path.py checks the invariant property-based (hypothesis) over
 # valid, mutated, truncated and random input. It stays because it pays:
 # benchmarks/sc1_fast_path_bench.py measured parse + claims at 10 us against 51 us for
@@ -198,7 +216,7 @@ _PERSONAL_CLAIMS_LAYOUT = re.compile(
     rb"\x04\x1a(.{4})"  # exp: uint32
     rb"\x06\x1a(.{4})"  # iat: uint32
     rb"\x07\x48(.{8})"  # cti: bstr(8)
-    rb"\x20\x00",  # kind (-1): 0 personal
+    rb"\x20([\x00\x02])",  # kind (-1): 0 personal, 2 enterprise
     re.DOTALL,
 )
 
@@ -220,16 +238,29 @@ def _personal_claims_layout(payload: bytes) -> PersonalClaims | None:
     match = _PERSONAL_CLAIMS_LAYOUT.fullmatch(payload)
     if match is None:
         return None
-    sub, exp_raw, iat_raw, cti = match.groups()
+    sub, exp_raw, iat_raw, cti, kind = match.groups()
     exp, iat = int.from_bytes(exp_raw, "big"), int.from_bytes(iat_raw, "big")
     if exp <= iat:
         return None
-    return PersonalClaims(sub=sub, iat=iat, exp=exp, cti=cti, kind=Kind.PERSONAL)
+    return PersonalClaims(sub=sub, iat=iat, exp=exp, cti=cti,
+                          kind=Kind.ENTERPRISE if kind == b"\x02" else Kind.PERSONAL)
+
+
+# The documented claims layout as one struct: what cbor.dumps() of the claims map gives
+# when both NumericDates need a uint32 head (every date since 1970-01-01T18:12:16Z) and
+# the kind fits the initial byte; tests/test_issuer_fast_path.py checks it against
+# cbor.dumps over many inputs.
+_CLAIMS_LAYOUT = struct.Struct(">3s10s2sI2sI2s8s2B")
 
 
 def encode_personal_claims(claims: PersonalClaims) -> bytes:
     """Serialise personal claims in the documented order."""
     _check_personal(claims.sub, claims.iat, claims.exp, claims.cti)
+    kind = int(claims.kind)
+    if claims.iat > 0xFFFF and 0 <= kind < 0x18:  # exp > iat; both are uint32 (checked)
+        return _CLAIMS_LAYOUT.pack(b"\xa5\x02\x4a", claims.sub, b"\x04\x1a", claims.exp,
+                                   b"\x06\x1a", claims.iat, b"\x07\x48", claims.cti,
+                                   0x20, kind)
     return cbor.dumps(
         {
             CLAIM_SUB: claims.sub,
@@ -257,18 +288,20 @@ def _decode_claims_general(payload: bytes) -> PersonalClaims:
         raise CodecError("claims are not a map")
     kind = claims.get(CLAIM_KIND)
     if kind == Kind.PERSONAL and not isinstance(kind, bool):
-        return _decode_personal(claims)
+        return _decode_personal(claims, Kind.PERSONAL)
+    if kind == Kind.ENTERPRISE and not isinstance(kind, bool):
+        return _decode_personal(claims, Kind.ENTERPRISE)
     if kind == Kind.OFFLINE and not isinstance(kind, bool):
         raise UnsupportedVersion("offline codes are not supported by this version")
     raise CodecError("unknown code kind")
 
 
-def _decode_personal(claims: dict[Any, Any]) -> PersonalClaims:
+def _decode_personal(claims: dict[Any, Any], kind: Kind) -> PersonalClaims:
     if claims.keys() != _PERSONAL_LABELS:
-        raise CodecError("personal code claims are not exactly sub, exp, iat, cti, kind")
+        raise CodecError(f"{kind.label} code claims are not exactly sub, exp, iat, cti, kind")
     sub, exp, iat, cti = claims[CLAIM_SUB], claims[CLAIM_EXP], claims[CLAIM_IAT], claims[CLAIM_CTI]
     _check_personal(sub, iat, exp, cti)
-    return PersonalClaims(sub=sub, iat=iat, exp=exp, cti=cti, kind=Kind.PERSONAL)
+    return PersonalClaims(sub=sub, iat=iat, exp=exp, cti=cti, kind=kind)
 
 
 def _check_personal(sub: object, iat: object, exp: object, cti: object) -> None:

@@ -263,4 +263,6 @@ class PrivateKey:
         if isinstance(self.key, ed25519.Ed25519PrivateKey):
             return self.key.sign(message)
         r, s = decode_dss_signature(self.key.sign(message, _ECDSA_SHA256))
-        return low_s(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+        if s > _P256_HALF_ORDER:  # low-S, as low_s() does, on the integers already decoded
+            s = P256_ORDER - s
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")

@@ -1,4 +1,5 @@
-"""Issuing personal codes: claims, blinding, signature, text.
+"""Issuing server-signed codes (personal and enterprise: one layout, ``codecs/sc1.py``):
+claims, blinding, signature, text.
 
 Pure apart from randomness: ``cti`` comes from the OS CSPRNG unless the caller passes
 one (tests pin it). Time is always a parameter.
@@ -26,11 +27,12 @@ class IssuedCode:
     expires_at: int
     refresh_after: int
     cti: bytes
+    code_kind: sc1.Kind = sc1.Kind.PERSONAL
 
     @property
     def kind(self) -> str:
-        """Always ``personal`` here; offline codes are made on devices."""
-        return sc1.Kind.PERSONAL.label
+        """``personal`` or ``enterprise`` (offline codes are made on devices)."""
+        return self.code_kind.label
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,21 +52,27 @@ class Issuer:
         return self.signer.kid
 
     def issue_personal(
-        self, handle: bytes, *, now: int, ttl: int, cti: bytes | None = None
+        self, handle: bytes, *, now: int, ttl: int, cti: bytes | None = None,
+        kind: sc1.Kind = sc1.Kind.PERSONAL,
     ) -> IssuedCode:
-        """Sign a personal code for the citizen with this subject ``handle``.
+        """Sign a personal code for the citizen with this subject ``handle`` — or, with
+        ``kind=Kind.ENTERPRISE``, an enterprise code for the agency ``handle`` (the same
+        layout, ``codecs/sc1.py``).
 
         ``ttl`` is the lifetime in seconds (``MIN_TTL``..``MAX_TTL``); ``refresh_after``
         is half-way through it.
         """
         if not MIN_TTL <= ttl <= MAX_TTL:
             raise ValueError(f"ttl must be between {MIN_TTL} and {MAX_TTL} seconds")
+        if kind not in (sc1.Kind.PERSONAL, sc1.Kind.ENTERPRISE):
+            raise ValueError("the service signs personal and enterprise codes only")
         cti = os.urandom(sc1.CTI_BYTES) if cti is None else cti
         claims = sc1.PersonalClaims(
             sub=blind(handle, self.blinding, iat=now, cti=cti),
             iat=now,
             exp=now + ttl,
             cti=cti,
+            kind=kind,
         )
         payload = sc1.encode_personal_claims(claims)
         protected = sc1.protected_header(self.signer.algorithm.cose, self.kid)
@@ -77,4 +85,5 @@ class Issuer:
             expires_at=now + ttl,
             refresh_after=now + ttl // 2,
             cti=cti,
+            code_kind=kind,
         )

@@ -11,6 +11,10 @@ citizen's device (registration and refill of offline credentials).
     # online first, the offline gate when the network is gone (one call):
     result = client.verify_or_decide(gate, code, scene="metro", direction="in")
 
+    # unified recognition: any code's kind, issuer and validity, never consuming it
+    found = client.resolve(code)
+    if found.kind == "enterprise" and found.valid: show(found.enterprise)
+
 Partner tokens (OAuth 2.0 client credentials, RFC 6749 §4.4) are fetched on first use,
 cached, and renewed 30 s before they expire. Every call has a timeout and retries 503
 and 429 honouring ``Retry-After`` (:mod:`suishen.sdk.http`). Results carry the same
@@ -63,6 +67,42 @@ class VerifyResult:
             subject=body.get("subject"),
             attributes=dict(body.get("attributes") or {}),
             code_expires_at=body.get("code_expires_at"),
+            raw=body,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveResult:
+    """``POST /v1/resolve``'s answer, typed: ``kind`` and ``issuer`` are None for a code
+    the service does not recognise as its own; ``enterprise`` is set for a valid
+    enterprise code (the attributes this partner may see). ``raw`` keeps every member
+    (kinds added later bring their own)."""
+
+    valid: bool
+    reason: Reason
+    verified_at: str
+    kind: str | None = None
+    issuer: str | None = None
+    code_expires_at: str | None = None
+    enterprise: dict[str, Any] | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_answer(cls, body: dict[str, Any]) -> ResolveResult:
+        """Type a resolve answer (unknown reasons from a newer service are refused)."""
+        try:
+            reason = Reason(body["reason"])
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ServiceError(200, "unexpected resolve answer", str(exc)) from exc
+        enterprise = body.get("enterprise")
+        return cls(
+            valid=bool(body.get("valid")),
+            reason=reason,
+            verified_at=str(body.get("verified_at", "")),
+            kind=body.get("kind"),
+            issuer=body.get("issuer"),
+            code_expires_at=body.get("code_expires_at"),
+            enterprise=dict(enterprise) if isinstance(enterprise, dict) else None,
             raw=body,
         )
 
@@ -135,6 +175,12 @@ class PartnerClient:
         # before judging), never after a lost answer.
         answer = self._call("POST", "/v1/verify", json_body=body, idempotent=False)
         return VerifyResult.from_answer(answer.json())
+
+    def resolve(self, code: str) -> ResolveResult:
+        """``POST /v1/resolve``: the code's kind, issuer, validity and what this partner
+        may see. It never consumes a code, so it is retried like any idempotent call."""
+        answer = self._call("POST", "/v1/resolve", json_body={"code": code}, idempotent=True)
+        return ResolveResult.from_answer(answer.json())
 
     def verify_or_decide(
         self,

@@ -11,6 +11,7 @@ times, and random bytes and texts.
 
 from __future__ import annotations
 
+import itertools
 import os
 from typing import Any
 
@@ -47,7 +48,9 @@ def valid_cose(draw: st.DrawFn, min_iat: int = 0) -> bytes:
     ttl = draw(st.integers(MIN_TTL, MAX_TTL))
     handle = draw(st.binary(min_size=10, max_size=10))
     cti = draw(st.binary(min_size=8, max_size=8))
-    return sc1.from_text(issuer.issue_personal(handle, now=iat, ttl=ttl, cti=cti).text)
+    kind = draw(st.sampled_from([sc1.Kind.PERSONAL, sc1.Kind.ENTERPRISE]))
+    return sc1.from_text(issuer.issue_personal(handle, now=iat, ttl=ttl, cti=cti,
+                                               kind=kind).text)
 
 
 @st.composite
@@ -113,7 +116,7 @@ def layout_claims(draw: st.DrawFn) -> bytes:
         draw(_near(0x04)), draw(_near(0x1A)), draw(st.binary(min_size=4, max_size=4)),
         draw(_near(0x06)), draw(_near(0x1A)), draw(st.binary(min_size=4, max_size=4)),
         draw(_near(0x07)), draw(_near(0x48)), draw(st.binary(min_size=8, max_size=8)),
-        draw(_near(0x20)), draw(_near(0x00)),
+        draw(_near(0x20)), draw(st.sampled_from([0x00, 0x02]).flatmap(_near)),
     ]
     return b"".join(parts)
 
@@ -188,7 +191,8 @@ def test_valid_codes_take_the_fast_path(data: bytes) -> None:
     # before 1970-01-01T18:12:16Z have shorter CBOR heads and take the general path.
     envelope = sc1._parse_personal_layout(data)
     assert envelope is not None
-    assert sc1._personal_claims_layout(envelope.message.payload) is not None
+    claims = sc1._personal_claims_layout(envelope.message.payload)
+    assert claims is not None and claims.kind in (sc1.Kind.PERSONAL, sc1.Kind.ENTERPRISE)
 
 
 @SETTINGS
@@ -211,11 +215,12 @@ def test_fast_and_general_paths_agree_on_texts(text: str) -> None:
 
 def test_every_single_byte_substitution_agrees() -> None:
     """Exhaustive where it is cheap: every byte of a valid code replaced by each of the
-    256 values (116 x 256 inputs per algorithm), so every head the fast path pins is
-    tried with every wrong value, and exp/iat bytes give exp <= iat cases."""
-    for issuer in _ISSUERS:
+    256 values (116 x 256 inputs per algorithm and kind: personal and enterprise), so
+    every head the fast path pins is tried with every wrong value, and exp/iat bytes give
+    exp <= iat cases."""
+    for issuer, kind in itertools.product(_ISSUERS, (sc1.Kind.PERSONAL, sc1.Kind.ENTERPRISE)):
         data = sc1.from_text(issuer.issue_personal(os.urandom(10), now=1_800_000_000,
-                                                   ttl=60).text)
+                                                   ttl=60, kind=kind).text)
         for pos in range(len(data)):
             for value in range(256):
                 changed = data[:pos] + bytes((value,)) + data[pos + 1:]

@@ -197,3 +197,20 @@ def test_verify_or_decide_does_not_hide_client_errors(server: tuple[str, Script]
     with pytest.raises(ServiceError) as info:
         PartnerClient(url, "g", "s").verify_or_decide(StubGate(), "SC1:X", scene="metro")
     assert info.value.status == 403
+
+
+def test_resolve_is_typed_and_refuses_unknown_reasons(server: tuple[str, Script]) -> None:
+    url, script = server
+    script.add("/v1/oauth/token", 200, token_answer("t"))
+    script.add("/v1/resolve", 200, {"kind": "enterprise", "issuer": "urn:suishen",
+                                    "valid": True, "reason": "ok",
+                                    "verified_at": "2027-01-15T08:00:00Z",
+                                    "enterprise": {"name": "Acme"}})
+    script.add("/v1/resolve", 200, {"kind": None, "issuer": None, "valid": False,
+                                    "reason": "teleported", "verified_at": "x"})
+    client = PartnerClient(url, "g", "s")
+    found = client.resolve("SC1:X")
+    assert found.reason is Reason.OK and found.enterprise == {"name": "Acme"}
+    assert json.loads(script.seen[-1][3]) == {"code": "SC1:X"}
+    with pytest.raises(ServiceError):
+        client.resolve("SC1:Y")

@@ -48,6 +48,16 @@ class AcceptKinds:
 
 
 @dataclass(frozen=True, slots=True)
+class AnyKind:
+    """Every kind of code is accepted: for judging a code's validity outside any scene
+    (``POST /v1/resolve``), never a scene of its own."""
+
+    def check(self, presentation: Presentation) -> Reason | None:
+        """Accept."""
+        return None
+
+
+@dataclass(frozen=True, slots=True)
 class AllOf:
     """Every rule must pass; the first failure wins. An empty list is refused: "no
     rules" must never mean "valid"."""
@@ -103,6 +113,9 @@ class ScenePolicy:
 
 _PERSONAL_OR_OFFLINE = AcceptKinds(frozenset({"personal", "offline"}))
 _PERSONAL_ONLY = AcceptKinds(frozenset({"personal"}))  # medical identity: server-signed only
+# Government service windows (SPEC.md §6.3): enterprise codes are shown there, and
+# citizens do their own business there too. Re-scannable: a window may scan twice.
+_GOVERNMENT = AcceptKinds(frozenset({"personal", "offline", "enterprise"}))
 
 SCENES: dict[str, ScenePolicy] = {
     "metro": ScenePolicy("metro", AllOf((_PERSONAL_OR_OFFLINE,)), single_use=True, transit=True),
@@ -112,7 +125,13 @@ SCENES: dict[str, ScenePolicy] = {
     "hospital": ScenePolicy("hospital", AllOf((_PERSONAL_ONLY,)), single_use=False),
     "pharmacy": ScenePolicy("pharmacy", AllOf((_PERSONAL_ONLY,)), single_use=False),
     "library": ScenePolicy("library", AllOf((_PERSONAL_OR_OFFLINE,)), single_use=False),
+    "government": ScenePolicy("government", AllOf((_GOVERNMENT,)), single_use=False),
 }
+
+# Unified recognition (POST /v1/resolve, SPEC.md §6.3): a code's validity, whatever its
+# kind, never consumed (not single use) and in no scene a partner can register for (it is
+# not in SCENES). Decisions are audited under the scene name "resolve".
+RESOLVE = ScenePolicy("resolve", AllOf((AnyKind(),)), single_use=False)
 
 ATTRIBUTES = frozenset({"name", "medical_insurance_id", "reader_id", "transit_account"})
 

@@ -34,7 +34,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -99,6 +99,8 @@ class _Entry:
 class _Keys:
     entries: tuple[_Entry, ...] = ()
     by_kid: Mapping[str, tuple[_Entry, ...]] = field(default_factory=dict)
+    # The usable JWKs as canonical JSON: what tells a withdrawn or replaced key apart.
+    ids: frozenset[str] = frozenset()
 
 
 class _FetchError(Exception):
@@ -122,10 +124,12 @@ def _parse_jwks(raw: bytes | Mapping[str, Any]) -> _Keys:
     if not isinstance(data, Mapping) or not isinstance(data.get("keys"), list):
         raise _FetchError("a JWK Set is an object with a 'keys' array")
     entries: list[_Entry] = []
+    ids: set[str] = set()
     for jwk in data["keys"]:
         entry = _entry(jwk)
         if entry is not None:
             entries.append(entry)
+            ids.add(json.dumps(jwk, sort_keys=True))
     skipped = len(data["keys"]) - len(entries)
     if skipped:
         log.warning("identity provider JWK Set: %d key(s) not usable and ignored", skipped)
@@ -135,7 +139,7 @@ def _parse_jwks(raw: bytes | Mapping[str, Any]) -> _Keys:
     for entry in entries:
         if entry.kid is not None:
             by_kid[entry.kid] = (*by_kid.get(entry.kid, ()), entry)
-    return _Keys(tuple(entries), by_kid)
+    return _Keys(tuple(entries), by_kid, frozenset(ids))
 
 
 def _entry(jwk: object) -> _Entry | None:
@@ -240,6 +244,7 @@ class JwksSource:
         self._last_attempt: float | None = None
         self._last_success: float | None = None
         self._lock = asyncio.Lock()
+        self._on_withdrawal: list[Callable[[], None]] = []
         self.fetch_count = 0  # loads that produced a new set (for metrics and tests)
 
     @classmethod
@@ -264,6 +269,11 @@ class JwksSource:
     def __repr__(self) -> str:
         where = _redact(self._url) if self._url else (str(self._path) if self._path else "memory")
         return f"JwksSource({where!r}, keys={len(self._keys.entries)})"
+
+    def on_withdrawal(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` whenever a load drops or changes a key the set held (caches
+        of tokens that key verified must then forget them)."""
+        self._on_withdrawal.append(callback)
 
     @property
     def is_static(self) -> bool:
@@ -342,8 +352,12 @@ class JwksSource:
                 log.warning("identity provider JWK Set not refreshed: %s", exc)
                 return False
             if keys is not None:
+                withdrawn = not self._keys.ids <= keys.ids
                 self._keys = keys
                 self.fetch_count += 1
+                if withdrawn:
+                    for callback in self._on_withdrawal:
+                        callback()
             self._last_success = now
             return True
 

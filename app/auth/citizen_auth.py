@@ -1,7 +1,34 @@
-"""Citizen authentication across every trusted identity provider, with a small cache."""
+"""Citizen authentication across every trusted identity provider, with a cache.
+
+Apps refresh codes every half-minute with the same access token, so a token that passed
+full validation is remembered and its next uses cost a hash and a dictionary lookup
+instead of a signature check (issue 13: the check was a fifth of issuance). Why that
+accepts nothing full validation would refuse:
+
+* **Only successes are cached**, keyed by SHA-256 of the token: a hit means the very
+  same token (collision resistance) already passed every check — signature, ``alg``,
+  ``iss``, ``aud``, ``exp``/``nbf``/``iat``, ``sub`` — and the cache holds no bearer
+  token that a memory dump or a debugger could replay.
+* **Time is re-checked on every hit**, against the caller's ``now``: an entry answers
+  only from the moment it was validated (``nbf`` and ``iat`` held then, and they are
+  lower bounds) until ``exp`` — without the clock-skew leeway full validation grants,
+  so a hit is never more lenient — and at most ``cache_seconds`` (300). A ``now``
+  before the validation (a clock that went backwards) validates again in full.
+* **A withdrawn identity-provider key flushes the cache**: when a load of a provider's
+  JWK Set drops or changes a key the set held, every cached token is forgotten
+  (:meth:`JwksSource.on_withdrawal`), so tokens that key signed fail from then on.
+  Because hits never consult the JWK Set, the set is refreshed only by full validations;
+  ``cache_seconds`` bounds how long any entry can go without one, so a withdrawn key is
+  honoured at most the source's ``max_age_seconds`` plus ``cache_seconds``.
+* **Bounded**: at most ``cache_size`` entries, least recently used forgotten first.
+
+Suspension is not the token's business: issuance checks the citizen's status on every
+code (``SubjectService.handle_for_code``).
+"""
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 
 from suishen.app.auth.citizen import CitizenTokenValidator, JwksSource
@@ -10,14 +37,14 @@ from suishen.app.auth.errors import InvalidCitizenToken
 from suishen.app.settings import Settings
 
 
-class CitizenAuth:
-    """Validates citizens' tokens against every trusted identity provider.
+def token_key(token: str) -> bytes:
+    """The cache key of a token: its SHA-256 (the token itself is never kept)."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
-    Apps refresh codes every half-minute with the same access token, so a validated
-    token is remembered (bounded, until its ``exp`` and at most ``cache_seconds``):
-    the signature check is then a dictionary lookup. Only successes are cached, and
-    ``exp`` is re-checked on every hit.
-    """
+
+class CitizenAuth:
+    """Validates citizens' tokens against every trusted identity provider, remembering
+    the tokens that passed (see the module docstring for why that is safe)."""
 
     def __init__(
         self,
@@ -27,17 +54,26 @@ class CitizenAuth:
         cache_seconds: int = 300,
     ) -> None:
         self._validators = validators
-        self._cache: OrderedDict[str, tuple[str, int]] = OrderedDict()
+        # token_key -> (sub, validated at, answer until)
+        self._cache: OrderedDict[bytes, tuple[str, int, int]] = OrderedDict()
         self._cache_size = cache_size
         self._cache_seconds = cache_seconds
+        for validator in validators:
+            validator.jwks.on_withdrawal(self.flush)
+
+    def flush(self) -> None:
+        """Forget every cached token."""
+        self._cache.clear()
 
     async def validate(self, token: str, *, now: int) -> str:
         """The citizen's ``sub``; :class:`InvalidCitizenToken` when no provider vouches."""
-        hit = self._cache.get(token)
+        key = token_key(token)
+        hit = self._cache.get(key)
         if hit is not None:
-            if now < hit[1]:
+            if hit[1] <= now < hit[2]:  # validated at <= now < answer until
+                self._cache.move_to_end(key)
                 return hit[0]
-            del self._cache[token]
+            del self._cache[key]
         error: InvalidCitizenToken | None = None
         for validator in self._validators:
             try:
@@ -47,7 +83,7 @@ class CitizenAuth:
                 continue
             sub: str = claims["sub"]
             until = min(int(claims["exp"]), now + self._cache_seconds)
-            self._cache[token] = (sub, until)
+            self._cache[key] = (sub, now, until)
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
             return sub

@@ -61,6 +61,7 @@ async def create_partner(body: PartnerIn, runtime: RuntimeDep) -> Response:
         scenes=list(body.scenes),
         attributes=list(body.attributes),
         rate_limit_per_second=body.rate_limit_per_second,
+        enterprise_attributes=list(body.enterprise_attributes),
     )
     out = PartnerOut(
         client_id=partner.client_id,
@@ -68,6 +69,7 @@ async def create_partner(body: PartnerIn, runtime: RuntimeDep) -> Response:
         name=partner.name,
         scenes=list(partner.scenes),
         attributes=list(partner.attributes),
+        enterprise_attributes=list(partner.enterprise_attributes),
         rate_limit_per_second=partner.rate_limit_per_second,
         created_at=rfc3339(partner.created_at),
     )

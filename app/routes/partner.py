@@ -17,7 +17,14 @@ from starlette.types import Receive, Scope, Send
 
 from suishen.app.auth.errors import InvalidClient, InvalidPartnerToken
 from suishen.app.auth.partner_tokens import parse_basic_credentials
-from suishen.app.deps import auth_throttle, bearer, client_address
+from suishen.app.deps import (
+    auth_throttle,
+    bearer,
+    client_address,
+    read_body,
+    request_headers,
+    send_answer,
+)
 from suishen.app.observability import request_id_var
 from suishen.app.problems import from_exception
 from suishen.app.runtime import Runtime
@@ -190,6 +197,7 @@ def present(outcome: VerifyOutcome) -> VerifyAnswer:
             None if outcome.journey.entered_at is None else rfc3339(outcome.journey.entered_at),
             outcome.journey.entry_checkpoint,
         ),
+        enterprise=outcome.enterprise,
     )
 
 
@@ -201,24 +209,12 @@ async def verify_asgi(scope: Scope, receive: Receive, send: Send) -> None:
     (see :class:`suishen.app.main.SuishenApp`); the body-size limit, request id and
     latency metrics come from the :class:`EdgeMiddleware` that wraps it."""
     runtime: Runtime = scope["app"].state.runtime
-    authorization = content_type = None
-    for name, value in scope["headers"]:
-        if name == b"authorization" and authorization is None:
-            authorization = value.decode("latin-1")
-        elif name == b"content-type" and content_type is None:
-            content_type = value.decode("latin-1")
-    chunks = []
-    more = True
-    while more:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-        chunks.append(message.get("body", b""))
-        more = message.get("more_body", False)
-    answer = await judge(runtime, authorization, b"".join(chunks), content_type)
+    authorization, content_type = request_headers(scope)
+    body = await read_body(receive)
+    if body is None:
+        return
+    answer = await judge(runtime, authorization, body, content_type)
     if isinstance(answer, Response):
         await answer(scope, receive, send)
         return
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [*_JSON_HEADERS, (b"content-length", str(len(answer)).encode())]})
-    await send({"type": "http.response.body", "body": answer})
+    await send_answer(send, 200, answer, _JSON_HEADERS)

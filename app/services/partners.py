@@ -30,8 +30,10 @@ class PartnerService:
         scenes: Sequence[str],
         attributes: Sequence[str],
         rate_limit_per_second: int | None,
+        enterprise_attributes: Sequence[str] = (),
     ) -> tuple[Partner, str]:
-        """Store a new partner; returns it and its client secret (shown once)."""
+        """Store a new partner; returns it and its client secret (shown once).
+        ``enterprise_attributes``: what it may see of an enterprise code's enterprise."""
         client_id, secret = new_client_credentials()
         partner = Partner(
             client_id=client_id,
@@ -41,6 +43,7 @@ class PartnerService:
             rate_limit_per_second=rate_limit_per_second,
             secret_hash=hash_secret(secret),
             created_at=int(self._clock()),
+            enterprise_attributes=tuple(dict.fromkeys(enterprise_attributes)),
         )
         await self._db.partners.create(partner)
         self._known[client_id] = partner

@@ -34,6 +34,7 @@ from typing import Any
 from suishen.app.clock import SYSTEM_CLOCK, Clock
 from suishen.app.observability import Metrics
 from suishen.app.services.audit import AuditWriter
+from suishen.app.services.enterprises import AgencyView, EnterpriseService
 from suishen.app.services.keys import KeyManager
 from suishen.app.services.ratelimit import RateLimiter
 from suishen.app.services.subjects import SubjectService
@@ -48,6 +49,7 @@ from suishen.errors import (
 )
 from suishen.keys.blinding import pairwise_subject
 from suishen.verifiers.core import NO_CREDENTIAL_STATUS, Decision, verify
+from suishen.verifiers.enterprise import EnterpriseValue, public_view
 from suishen.verifiers.memory import InMemoryReplay
 from suishen.verifiers.offline import DEFAULT_LIFETIME, CredentialStatus
 from suishen.verifiers.policy import SCENES, ScenePolicy
@@ -64,9 +66,12 @@ class SingleUseUnavailable(BackendUnavailable):
 @dataclass(frozen=True, slots=True)
 class VerifyOutcome:
     """The judgement of one code, as the service decided it (times in seconds since the
-    epoch). ``subject``, ``attributes``, ``kind`` and ``code_expires_at`` are set for a
-    valid code only; ``attributes_unavailable`` says the citizen's attributes could not
-    be read (the code itself was judged)."""
+    epoch). ``subject``, ``attributes``, ``code_expires_at`` and ``enterprise`` (an
+    enterprise code's attributes the partner may see) are set for a valid code only;
+    ``kind`` whenever the code's signature was checked (the verify answer shows it for
+    valid codes only, ``POST /v1/resolve`` for every judged code);
+    ``attributes_unavailable`` says the citizen's attributes could not be read (the
+    code itself was judged)."""
 
     valid: bool
     reason: Reason
@@ -77,6 +82,7 @@ class VerifyOutcome:
     code_expires_at: int | None = None
     attributes_unavailable: bool = False
     journey: Journey | None = None
+    enterprise: dict[str, EnterpriseValue] | None = None
 
 
 @dataclass(slots=True)
@@ -107,7 +113,9 @@ class VerifyService:
         credentials: CredentialStatus = NO_CREDENTIAL_STATUS,
         offline_lifetime: int = DEFAULT_LIFETIME,
         transit: TransitService | None = None,
+        enterprises: EnterpriseService | None = None,
     ) -> None:
+        self._enterprises = enterprises
         self._keys = keys
         self._subjects = subjects
         self._state = state
@@ -150,15 +158,21 @@ class VerifyService:
             raise ScopeNotAllowed(f"this partner is not registered for scene {scene}")
         if scene not in partner.scenes:
             raise SceneNotAllowed(f"this partner is not registered for scene {scene}")
+        now = await self.take(partner)
+        return await self.verify(partner=partner, policy=policy, code=code,
+                                 checkpoint=checkpoint, direction=direction, now=now,
+                                 request_id=request_id)
+
+    async def take(self, partner: Partner) -> float:
+        """Take one request from the partner's rate budget (shared by verify and
+        resolve) and return ``now``; :class:`RateLimited` when it is spent."""
         now = self._clock()
         rate = partner.rate_limit_per_second or self._default_rate
         wait = await self._limiter.take(partner.client_id, per_second=rate, now=now)
         if wait > 0:
             self._metrics.rate_limited.inc()
             raise RateLimited("rate limit exceeded", retry_after=math.ceil(wait))
-        return await self.verify(partner=partner, policy=policy, code=code,
-                                 checkpoint=checkpoint, direction=direction, now=now,
-                                 request_id=request_id)
+        return now
 
     async def verify(
         self,
@@ -176,7 +190,13 @@ class VerifyService:
         tapping = _Tap(table) if table is not None else None
         decision = await self._decide(code, policy, checkpoint, direction, int(now),
                                      tapping=tapping)
+        decision, agency = self._agency(decision)
         outcome = await self._outcome(decision, partner, now)
+        if agency is not None and outcome.valid:
+            enterprise = agency.enterprise
+            outcome = replace(outcome, enterprise=public_view(
+                name=enterprise.name, uscc=enterprise.uscc,
+                attributes=enterprise.attributes, allowed=partner.enterprise_attributes))
         if tapping is not None and outcome.valid and tapping.read:
             outcome = await self._journey(outcome, decision, tapping, checkpoint=checkpoint,
                                           direction=direction, now=int(now))
@@ -201,6 +221,25 @@ class VerifyService:
                 decision = decision.rejected(Reason.REPLAYED)
         return decision
 
+    def _agency(self, decision: Decision) -> tuple[Decision, AgencyView | None]:
+        """An enterprise code's decision made the agent's (their handle), or ``revoked``
+        when the agency is gone or the enterprise or the agent is suspended; other
+        kinds pass unchanged. ``revoked`` wins over ``scene_not_allowed`` (the order of
+        :class:`Reason`)."""
+        handle = decision.subject_handle
+        if decision.kind != "enterprise" or handle is None:
+            return decision, None
+        view = self._enterprises.agency(handle) if self._enterprises is not None else None
+        refusable = decision.valid or decision.reason is Reason.SCENE_NOT_ALLOWED
+        if view is None:
+            gone = decision.rejected(Reason.REVOKED) if refusable else decision
+            return replace(gone, subject_handle=None), None
+        agent = view.agency.agent_handle
+        decision = replace(decision, subject_handle=agent)
+        if refusable and (view.enterprise.suspended
+                          or self._subjects.revocations.subject_revoked(agent)):
+            return decision.rejected(Reason.REVOKED), None
+        return decision, view
     def judge_pure(self, code: object, policy: ScenePolicy, checkpoint: str | None,
                    direction: str | None, now_s: int) -> Decision:
         """The pure pipeline with this service's keys and live revocation state, at
@@ -228,7 +267,7 @@ class VerifyService:
         """The citizen's status and attributes for a valid code, and the pairwise subject."""
         handle = decision.subject_handle
         if not decision.valid or handle is None:
-            return VerifyOutcome(decision.valid, decision.reason, now)
+            return VerifyOutcome(decision.valid, decision.reason, now, kind=decision.kind)
         unavailable = False
         try:
             cached = await self._subjects.lookup(handle)
@@ -239,7 +278,7 @@ class VerifyService:
             cached is not None and cached.status != "active"
         ):
             # Unknown citizen, or suspended in storage before the event arrived.
-            return VerifyOutcome(False, Reason.REVOKED, now)
+            return VerifyOutcome(False, Reason.REVOKED, now, kind=decision.kind)
         have = cached.attributes if cached is not None else {}
         return VerifyOutcome(
             True,

@@ -1,7 +1,8 @@
 """Repository and state interfaces: what the service needs from storage, nothing more.
 
 Durable data (a :class:`Database`): subjects (citizens), partners, key sets, audit
-records, devices and offline credentials (:mod:`.devices`). Implementations:
+records, devices and offline credentials (:mod:`.devices`), fare tables and journeys
+(:mod:`.transit`), enterprises and agencies (:mod:`.enterprises`). Implementations:
 :mod:`.sqlite` (embedded default), :mod:`.postgres`.
 
 Fast shared state (a :class:`StateBackend`): single-use memory, per-partner rate limits,
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from suishen.app.storage.devices import DeviceRepository
+from suishen.app.storage.enterprises import EnterpriseRepository
 from suishen.app.storage.transit import TransitRepository
 from suishen.errors import StorageError
 from suishen.keys.keyset import KeySetStore
@@ -53,7 +55,8 @@ class Subject:
 
 @dataclass(frozen=True, slots=True)
 class Partner:
-    """A registered partner (gate operator, hospital, library, venue)."""
+    """A registered partner (gate operator, hospital, library, venue, government
+    window). ``enterprise_attributes``: what it may see of an enterprise (§6.3)."""
 
     client_id: str
     name: str
@@ -62,6 +65,7 @@ class Partner:
     rate_limit_per_second: int | None
     secret_hash: str
     created_at: int
+    enterprise_attributes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +223,10 @@ class Database(Protocol):
     @property
     def transit(self) -> TransitRepository:
         """Fare tables and journey records (:mod:`.transit`)."""
+
+    @property
+    def enterprises(self) -> EnterpriseRepository:
+        """Enterprises and their agencies (:mod:`.enterprises`)."""
 
     async def migrate(self) -> list[str]:
         """Apply pending schema migrations (idempotent, safe to run concurrently);

@@ -48,6 +48,7 @@ from suishen.app.storage.base import (
     Subject,
 )
 from suishen.app.storage.postgres_devices import PostgresDevices
+from suishen.app.storage.postgres_enterprises import PostgresEnterprises
 from suishen.app.storage.postgres_transit import PostgresTransit
 from suishen.errors import BackendUnavailable, ConfigError, StorageError, describe
 from suishen.keys.keyset import KeySet
@@ -123,6 +124,7 @@ class PostgresDatabase:
         self.audit = _Audit(self)
         self.devices = PostgresDevices(self)
         self.transit = PostgresTransit(self)
+        self.enterprises = PostgresEnterprises(self)
 
     @classmethod
     async def open(
@@ -435,8 +437,8 @@ class _Partners:
             try:
                 await conn.execute(
                     "INSERT INTO partners (client_id, name, scenes, attributes, "
-                    "rate_limit_per_second, secret_hash, created_at) "
-                    "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    "rate_limit_per_second, secret_hash, created_at, enterprise_attributes) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                     partner.client_id,
                     partner.name,
                     list(partner.scenes),
@@ -444,6 +446,7 @@ class _Partners:
                     partner.rate_limit_per_second,
                     partner.secret_hash,
                     partner.created_at,
+                    list(partner.enterprise_attributes),
                 )
             except asyncpg.UniqueViolationError:
                 raise PartnerExists("a partner with this client id exists") from None
@@ -454,7 +457,8 @@ class _Partners:
         row = await self._db.run(
             lambda c: c.fetchrow(
                 "SELECT client_id, name, scenes, attributes, rate_limit_per_second, "
-                "secret_hash, created_at FROM partners WHERE client_id = $1",
+                "secret_hash, created_at, enterprise_attributes FROM partners "
+                "WHERE client_id = $1",
                 client_id,
             ),
             retry=True,
@@ -469,6 +473,7 @@ class _Partners:
             rate_limit_per_second=row["rate_limit_per_second"],
             secret_hash=row["secret_hash"],
             created_at=row["created_at"],
+            enterprise_attributes=tuple(row["enterprise_attributes"]),
         )
 
 

@@ -29,6 +29,7 @@ from suishen.app.storage.base import (
     Subject,
 )
 from suishen.app.storage.sqlite_devices import SQLiteDevices
+from suishen.app.storage.sqlite_enterprises import SQLiteEnterprises
 from suishen.app.storage.sqlite_transit import SQLiteTransit
 from suishen.errors import BackendUnavailable, StorageError
 from suishen.keys.keyset import KeySet
@@ -48,6 +49,7 @@ class SQLiteDatabase:
         self.audit = _Audit(conn, self._write_lock)
         self.devices = SQLiteDevices(conn, self._write_lock)
         self.transit = SQLiteTransit(conn, self._write_lock)
+        self.enterprises = SQLiteEnterprises(conn, self._write_lock)
 
     @classmethod
     async def open(cls, path: str | Path, *, clock: Clock = SYSTEM_CLOCK) -> SQLiteDatabase:
@@ -225,7 +227,7 @@ class _Partners:
     async def _insert_partner(self, partner: Partner) -> None:
         await self._conn.execute(
             "INSERT INTO partners (client_id, name, scenes, attributes, rate_limit_per_second, "
-            "secret_hash, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "secret_hash, created_at, enterprise_attributes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 partner.client_id,
                 partner.name,
@@ -234,13 +236,14 @@ class _Partners:
                 partner.rate_limit_per_second,
                 partner.secret_hash,
                 partner.created_at,
+                json.dumps(list(partner.enterprise_attributes)),
             ),
         )
 
     async def get(self, client_id: str) -> Partner | None:
         async with self._conn.execute(
             "SELECT client_id, name, scenes, attributes, rate_limit_per_second, secret_hash, "
-            "created_at FROM partners WHERE client_id = ?",
+            "created_at, enterprise_attributes FROM partners WHERE client_id = ?",
             (client_id,),
         ) as cur:
             row = await cur.fetchone()
@@ -254,6 +257,7 @@ class _Partners:
             rate_limit_per_second=row[4],
             secret_hash=row[5],
             created_at=row[6],
+            enterprise_attributes=tuple(json.loads(row[7])),
         )
 
 

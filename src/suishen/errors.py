@@ -58,6 +58,15 @@ class SubjectSuspended(IssuanceError):
     """The citizen is suspended: no new code."""
 
 
+class NotAnAgent(IssuanceError):
+    """The citizen is not an authorised agent of the enterprise (or there is no such
+    enterprise): no enterprise code."""
+
+
+class EnterpriseSuspended(IssuanceError):
+    """The enterprise is suspended: no enterprise code."""
+
+
 # --- configuration and storage -------------------------------------------------------
 class ConfigError(SuishenError):
     """Settings that are missing or contradict each other."""

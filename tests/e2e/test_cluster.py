@@ -215,6 +215,48 @@ def test_device_revoked_through_one_is_refused_by_the_other_within_a_second(
     assert got.flips.get(slot) and len(got.flips) == 2  # both credentials' slots
 
 
+def test_enterprise_suspended_or_agent_removed_through_one_refused_by_the_other(
+    cluster: tuple[Server, Server],
+) -> None:
+    """Issue 11: an enterprise's codes are ``revoked`` in every process within a second
+    of a suspension, and an agent's codes within a second of their removal (the
+    ``enterprise`` event over Redis; the verify path reads memory only)."""
+    a, b = cluster
+    eid = f"acme-{secrets.token_hex(3)}"
+    body = {"name": "Acme", "uscc": "91350100M000100Y43", "status": "active",
+            "attributes": {"licences": ["L-1"]}, "agents": ["c-agent-1", "c-agent-2"]}
+    assert httpx.put(f"{a.url}/v1/admin/enterprises/{eid}", headers=a.admin,
+                     json=body).status_code == 200
+    window = a.register_partner(["government"], enterprise_attributes=["name", "licences"])
+    headers = b.partner_headers(window)
+
+    def code(sub: str) -> str:
+        r = httpx.post(b.url + "/v1/codes", headers=b.citizen(sub),
+                       json={"kind": "enterprise", "enterprise_id": eid})
+        assert r.status_code == 201, r.text
+        return str(r.json()["code"])
+
+    def verdict(text: str) -> dict[str, object]:
+        r = httpx.post(b.url + "/v1/verify", headers=headers,
+                       json={"code": text, "scene": "government"})
+        return dict(r.json())
+
+    # b learnt the enterprise from the feed: it issues and verifies its codes
+    _eventually(lambda: httpx.post(b.url + "/v1/codes", headers=b.citizen("c-agent-1"), json={
+        "kind": "enterprise", "enterprise_id": eid}).status_code == 201, 1.0)
+    one, two = code("c-agent-1"), code("c-agent-2")
+    first = verdict(one)
+    assert first["valid"] is True and first["enterprise"] == {"name": "Acme",
+                                                              "licences": ["L-1"]}
+    assert httpx.put(f"{a.url}/v1/admin/enterprises/{eid}", headers=a.admin,
+                     json={**body, "agents": ["c-agent-2"]}).status_code == 200
+    assert _eventually(lambda: verdict(one)["reason"] == "revoked", 1.0) < 1.0
+    assert verdict(two)["valid"] is True
+    assert httpx.put(f"{a.url}/v1/admin/enterprises/{eid}", headers=a.admin,
+                     json={**body, "status": "suspended"}).status_code == 200
+    assert _eventually(lambda: verdict(two)["reason"] == "revoked", 1.0) < 1.0
+
+
 def test_entry_through_one_exit_through_the_other_and_200_concurrent_exits_fare_once(
     cluster: tuple[Server, Server],
 ) -> None:

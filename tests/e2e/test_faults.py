@@ -56,10 +56,25 @@ def test_postgres_down(stack: tuple[Server, PrivatePostgres, PrivateRedis]) -> N
     gate = srv.register_partner(["metro"])
     lib_h, gate_h = srv.partner_headers(library), srv.partner_headers(gate)
     codes = [httpx.post(srv.url + "/v1/codes", headers=citizen).json()["code"] for _ in range(2)]
+    enterprise = {"name": "Acme", "uscc": "91350100M000100Y43", "agents": ["pg-fault"]}
+    assert httpx.put(srv.url + "/v1/admin/enterprises/acme", headers=srv.admin,
+                     json=enterprise).status_code == 200
+    window = srv.partner_headers(srv.register_partner(["government"]))
+    wants = {"kind": "enterprise", "enterprise_id": "acme"}
 
     newcomer = srv.citizen("pg-fault-newcomer")  # a token, but never enrolled
     pg.stop()
     try:
+        # Issue 11: an operator write answers 503; enterprise codes are issued and
+        # verified from memory.
+        r = httpx.put(srv.url + "/v1/admin/enterprises/acme", headers=srv.admin,
+                      json={**enterprise, "status": "suspended"}, timeout=10)
+        assert r.status_code == 503, r.text
+        r = httpx.post(srv.url + "/v1/codes", headers=citizen, json=wants, timeout=10)
+        assert r.status_code == 201, r.text
+        r = httpx.post(srv.url + "/v1/verify", headers=window, timeout=10,
+                       json={"code": r.json()["code"], "scene": "government"})
+        assert r.json()["valid"] is True and r.json()["kind"] == "enterprise"
         # SPEC §8: a known citizen keeps getting codes (handle and status are in
         # memory); only enrolment needs the database and answers 503, quickly.
         r = httpx.post(srv.url + "/v1/codes", headers=citizen, timeout=10)
@@ -83,9 +98,10 @@ def test_postgres_down(stack: tuple[Server, PrivatePostgres, PrivateRedis]) -> N
         pg.start()
     _eventually(lambda: httpx.get(srv.url + "/readyz").status_code == 200, 15)
     assert httpx.post(srv.url + "/v1/codes", headers=citizen).status_code == 201
-    # The audit records of the outage reach the database once it is back.
+    # The audit records of the outage reach the database once it is back (the
+    # enterprise code's verification is its agent's: three).
     _eventually(lambda: len(httpx.get(srv.url + "/v1/me/verifications", headers=citizen)
-                            .json()["items"]) == 2, 15)
+                            .json()["items"]) == 3, 15)
 
 
 def test_redis_down(stack: tuple[Server, PrivatePostgres, PrivateRedis]) -> None:
