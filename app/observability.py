@@ -113,6 +113,10 @@ class Metrics:
             "Check-ins the database refused for their content (logged without the citizen)",
             registry=r,
         )
+        self.gate_events = Counter(
+            "suishen_gate_events", "Offline gate decisions uploaded, by outcome "
+            "(accepted, duplicate, duplicate_use, ignored, error)", ["outcome"], registry=r,
+        )
         self.journey_conflicts = Counter(
             "suishen_journey_conflicts",
             "Journey taps decided again because another tap changed the entry first",

@@ -221,7 +221,8 @@ async def build_runtime(
         enterprises=enterprises,
         resolver=ResolveService(verifier, issuer=partner_tokens.issuer,
                                 venues=venues.public_info),
-        gate_events=GateUploads(db, verifier=verifier, transit=transit, clock=clock),
+        gate_events=GateUploads(db, verifier=verifier, transit=transit, metrics=metrics,
+                                clock=clock),
         venues=venues,
         trust=TrustService(
             db, keys, slot_seconds=settings.offline_slot_seconds,

@@ -158,6 +158,8 @@ async def my_journeys(
     return JourneyPage(items=items, next_before=next_before)
 
 
+_PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+
 # The documented entry: the gate's log line (sdk.gate). The route checks each entry
 # itself, so that one bad entry is a per-entry error and not a 422 for the batch.
 _GATE_EVENT_SCHEMA: dict[str, Any] = {
@@ -181,9 +183,10 @@ _GATE_EVENT_SCHEMA: dict[str, Any] = {
 @partner.post(
     "/v1/gate-events",
     response_model=GateUploadAnswer,
-    responses={401: {"description": "missing or invalid partner token"},
-               413: {"description": f"body too large or more than {MAX_EVENTS} events"},
-               415: {"description": "body is not application/json"}},
+    responses={status: {"description": text, "content": _PROBLEM} for status, text in (
+        (401, "missing or invalid partner token"),
+        (413, f"body too large or more than {MAX_EVENTS} events"),
+        (415, "body is not application/json"))},
     openapi_extra={
         "security": [{"partnerOAuth": []}],
         "requestBody": {"required": True, "content": {"application/json": {"schema": {

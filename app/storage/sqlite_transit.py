@@ -86,12 +86,13 @@ class SQLiteTransit(SQLiteRepository):
                 audits: list[tuple[Any, ...]] = []
                 touched: set[tuple[bytes, str]] = set()
                 for index, t in enumerate(taps):
-                    cur = await conn.execute(
+                    async with conn.execute(
                         f"INSERT INTO gate_events ({GATE_COLUMNS}, received_at) "  # noqa: S608
                         f"VALUES ({_GATE_MARKS}) ON CONFLICT DO NOTHING",
                         (*t.as_row(), received_at),
-                    )
-                    if cur.rowcount == 0:
+                    ) as cur:
+                        stored = cur.rowcount
+                    if stored == 0:
                         outcomes.append(DUPLICATE)
                         continue
                     other = await self._rows(

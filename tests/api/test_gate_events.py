@@ -207,6 +207,9 @@ async def test_hostile_entries_get_errors_per_entry_and_the_rest_is_taken(
                        9: "not_yet_valid", 10: "scene_not_allowed", 12: "expired",
                        14: "bad_signature"}, body
     assert all(e["detail"] for e in body["errors"])
+    sample = capi.runtime.metrics.registry.get_sample_value
+    assert sample("suishen_gate_events_total", {"outcome": "error"}) == 12
+    assert sample("suishen_gate_events_total", {"outcome": "accepted"}) == 2
     assert sorted(await journeys(capi, "dee")) == [("single_tap", 200, "B1-G1", None, True)] * 2
 
 
@@ -223,6 +226,10 @@ async def test_batches_refused_as_a_whole_write_nothing(capi: Clocked) -> None:
     too_many = await post("/v1/gate-events", headers=headers, json={"events": [good] * 1001})
     assert too_many.status_code == 413, too_many.text
     assert too_many.headers["content-type"].startswith("application/problem+json")
+    huge = b'{"events": ["' + b"x" * (2 * 1024 * 1024) + b'"]}'  # over the path's limit
+    r = await post("/v1/gate-events", headers={**headers, "content-type": "application/json"},
+                   content=huge)
+    assert r.status_code == 413, r.text[:200]
     for bad in ({"events": good}, [good], {"events": [good], "more": 1}, {}):
         r = await post("/v1/gate-events", headers=headers, json=bad)
         assert r.status_code == 422, (bad, r.text)
