@@ -8,7 +8,6 @@ length of ``3k+1`` and triples above 65535 (or pairs above 255) are errors.
 
 from __future__ import annotations
 
-import struct
 from functools import lru_cache
 
 from suishen.errors import CodecError
@@ -17,8 +16,8 @@ ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
 _INVALID = 0xFF
 # Byte -> digit value, 0xFF for bytes outside the alphabet (a bytes.translate table).
 _DECODE_TABLE = bytes(ALPHABET.find(chr(i)) if chr(i) in ALPHABET else _INVALID for i in range(256))
-# n (0..2024) -> the two digits "c d" of n = c + d*45, in sending order.
-_LOW_PAIRS = tuple(ALPHABET[n % 45] + ALPHABET[n // 45] for n in range(2025))
+# n (0..255) -> the two digits "c d" of n = c + d*45, in sending order (a trailing byte).
+_LOW_PAIRS = tuple(ALPHABET[n % 45] + ALPHABET[n // 45] for n in range(256))
 
 
 class Base45Error(CodecError):
@@ -26,15 +25,46 @@ class Base45Error(CodecError):
 
 
 def encode(data: bytes) -> str:
-    """Encode bytes as base45 text."""
-    full = len(data) - len(data) % 2
-    # Each big-endian 16-bit value n is "cd" (n % 2025, from a 2025-entry table) + "e";
-    # a table lookup per value is about three times faster than two divmods per value.
-    values = struct.unpack(f">{full // 2}H", data[:full])
-    out = "".join([_LOW_PAIRS[n % 2025] + ALPHABET[n // 2025] for n in values])
-    if full != len(data):
-        out += _LOW_PAIRS[data[-1]]  # a trailing byte (< 256) is two digits "cd"
-    return out
+    """Encode bytes as base45 text.
+
+    All values at once, in one big integer (SIMD within a register, like the decoder):
+    each big-endian 16-bit value ``n`` fills one 64-bit slot; ``e = n // 2025`` and
+    ``d = (n - 2025*e) // 45`` come from one multiply by a reciprocal and a shift each
+    (exact for every 16-bit ``n``, checked over all 65,536 in tests/test_base45.py), and
+    nothing crosses a slot (``n * _DIV_2025`` < 2**38). The digits ``c d e`` land in the
+    three low bytes of each slot; a translate maps them to the alphabet. About 1.5 times
+    faster than a table lookup per value, and a code is encoded on every issuance.
+    """
+    m = len(data) // 2
+    slots = bytearray(8 * m)
+    slots[0::8] = data[1 : 2 * m : 2]  # little-endian slots: low byte first
+    slots[1::8] = data[0 : 2 * m : 2]
+    n = int.from_bytes(slots, "little")
+    low = _low_bytes(m)
+    e = ((n * _DIV_2025) >> 32) & low
+    rest = n - 2025 * e
+    d = ((rest * _DIV_45) >> 16) & low
+    digits = (rest - 45 * d) | (d << 8) | (e << 16)
+    packed = digits.to_bytes(8 * m, "little")
+    out = bytearray(3 * m)
+    out[0::3], out[1::3], out[2::3] = packed[0::8], packed[1::8], packed[2::8]
+    text = out.translate(_ENCODE_TABLE).decode("ascii")
+    if len(data) % 2:
+        text += _LOW_PAIRS[data[-1]]  # a trailing byte (< 256) is two digits "cd"
+    return text
+
+
+_DIV_2025 = -(-(1 << 32) // 2025)  # ceil(2**32 / 2025): (n * it) >> 32 == n // 2025
+_DIV_45 = -(-(1 << 16) // 45)  # ceil(2**16 / 45): (r * it) >> 16 == r // 45 for r < 2025
+# Digit value (0..44) -> its alphabet character, as bytes.translate wants it.
+_ENCODE_TABLE = bytes.maketrans(bytes(range(45)), ALPHABET.encode("ascii"))
+
+
+@lru_cache(maxsize=16)
+def _low_bytes(count: int) -> int:
+    """The low byte of each of ``count`` 64-bit slots, as a mask."""
+    return int.from_bytes(b"\xff" + b"\x00" * 7, "little") * int.from_bytes(
+        (b"\x01" + b"\x00" * 7) * count, "little")
 
 
 def decode(text: str | bytes) -> bytes:

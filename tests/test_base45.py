@@ -172,3 +172,13 @@ def test_decode_raises_only_base45_error(text: str) -> None:
 def test_decode_bytes_raises_only_base45_error(raw: bytes) -> None:
     with contextlib.suppress(Base45Error):
         base45.decode(raw)
+
+
+def test_encode_of_every_16_bit_value_is_the_rfc_encoding() -> None:
+    """The reciprocal multiplications of the encoder are exact for every 16-bit value."""
+    alphabet = base45.ALPHABET
+    data = b"".join(n.to_bytes(2, "big") for n in range(0x10000))
+    expected = "".join(alphabet[n % 45] + alphabet[n // 45 % 45] + alphabet[n // 2025]
+                       for n in range(0x10000))
+    assert base45.encode(data) == expected
+    assert base45.encode(data + b"\xff") == expected + alphabet[255 % 45] + alphabet[255 // 45]
