@@ -28,6 +28,7 @@ from suishen.app.storage.base import (
     PartnerExists,
     Subject,
 )
+from suishen.app.storage.sqlite_batch import SQLiteRepository
 from suishen.app.storage.sqlite_devices import SQLiteDevices
 from suishen.app.storage.sqlite_enterprises import SQLiteEnterprises
 from suishen.app.storage.sqlite_transit import SQLiteTransit
@@ -306,29 +307,11 @@ class _KeySets:
 
 
 
-class _Audit:
-    def __init__(self, conn: aiosqlite.Connection, lock: asyncio.Lock) -> None:
-        self._conn = conn
-        self._lock = lock
-
+class _Audit(SQLiteRepository):
     async def append(self, records: Sequence[AuditRecord]) -> None:
-        if not records:
-            return
-        rows = [r.as_row() for r in records]
-        async with self._lock:
-            await self._conn.execute("BEGIN")
-            try:
-                await self._conn.executemany(
-                    f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES ({AUDIT_MARKS_SQLITE})",  # noqa: S608
-                    rows,
-                )
-                await self._conn.execute("COMMIT")
-            except sqlite3.IntegrityError as exc:
-                await self._conn.execute("ROLLBACK")
-                raise StorageError(f"audit batch refused by the database: {exc}") from None
-            except BaseException:
-                await self._conn.execute("ROLLBACK")
-                raise
+        await self._insert_batch(
+            f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES ({AUDIT_MARKS_SQLITE})",  # noqa: S608
+            [r.as_row() for r in records], "audit batch")
 
     async def dead_letter(self, record: AuditRecord, *, error: str, now_ms: int) -> None:
         async with self._lock:

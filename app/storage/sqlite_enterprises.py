@@ -4,13 +4,10 @@ one connection and write lock)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
-
-import aiosqlite
 
 from suishen.app.storage.enterprises import (
     Agency,
@@ -18,21 +15,14 @@ from suishen.app.storage.enterprises import (
     Enterprise,
     enterprise_from_rows,
 )
+from suishen.app.storage.sqlite_batch import SQLiteRepository
 from suishen.errors import StorageError
 
 _COLUMNS = "enterprise_id, name, uscc, status, attributes, created_at, updated_at"
 
 
-class SQLiteEnterprises:
+class SQLiteEnterprises(SQLiteRepository):
     """Enterprises and agencies on SQLite."""
-
-    def __init__(self, conn: aiosqlite.Connection, lock: asyncio.Lock) -> None:
-        self._conn = conn
-        self._lock = lock
-
-    async def _rows(self, sql: str, args: Sequence[object] = ()) -> list[Any]:
-        async with self._conn.execute(sql, tuple(args)) as cur:
-            return list(await cur.fetchall())
 
     async def put(
         self,
