@@ -39,6 +39,11 @@ ENV PATH=/opt/venv/bin:$PATH \
     SUISHEN_HOST=0.0.0.0 \
     SUISHEN_PORT=8000 \
     SUISHEN_DATA_DIR=/var/lib/suishen
+# A CJK font for the venue posters' PNG (a venue's Chinese name under its QR code,
+# app/poster.py); without one Pillow's built-in font has no Chinese glyphs.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends fonts-wqy-microhei \
+ && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 suishen \
  && useradd --system --uid 10001 --gid suishen --home-dir /var/lib/suishen --shell /usr/sbin/nologin suishen \
  && mkdir -p /var/lib/suishen && chown suishen:suishen /var/lib/suishen && chmod 0700 /var/lib/suishen

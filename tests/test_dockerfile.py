@@ -73,3 +73,13 @@ def test_the_image_installs_hashed_runtime_locks_and_a_wheel() -> None:
                 locks.add(words[words.index("-r") + 1])
     assert locks == {"requirements/runtime.txt", "requirements/build.txt"}
     assert re.search(r"pip install --no-deps /tmp/dist/suishen-\*\.whl", DOCKERFILE)
+
+
+def test_the_runtime_image_has_a_cjk_font_for_posters() -> None:
+    """Venue posters draw the venue's (often Chinese) name with the first font of
+    app/poster.py's list that exists; the runtime stage installs that package."""
+    from suishen.app import poster
+
+    runtime = DOCKERFILE.split("AS runtime", 1)[1]
+    assert "fonts-wqy-microhei" in runtime
+    assert "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc" in poster.FONT_CANDIDATES

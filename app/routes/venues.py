@@ -26,7 +26,7 @@ from suishen.app.schemas import (
 )
 from suishen.app.services.venues import venue_public_info
 from suishen.app.storage.venues import Venue
-from suishen.errors import NotFound
+from suishen.errors import InvalidRequest, NotFound
 from suishen.timefmt import rfc3339
 
 admin = APIRouter(prefix="/v1/admin", tags=["operators"], route_class=OperatorFirst)
@@ -58,7 +58,12 @@ async def _venue(runtime: RuntimeDep, venue_id: str) -> Venue:
 @admin.post("/venues", status_code=201, response_model=VenueOut)
 async def create_venue(body: VenueIn, runtime: RuntimeDep) -> Response:
     """Register a venue or shop: its id and its static signed code (valid until the
-    venue is revoked; QR version 5-M)."""
+    venue is revoked; QR version 5-M). An ``enterprise_id`` must name a registered
+    enterprise (422 otherwise)."""
+    if body.enterprise_id is not None and await runtime.enterprises.get(
+            body.enterprise_id) is None:
+        raise InvalidRequest(f"enterprise_id {body.enterprise_id!r} is not a registered "
+                             "enterprise (register it first: PUT /v1/admin/enterprises/{id})")
     venue = await runtime.venues.register(
         name=body.name, address=body.address, kind=body.kind,
         enterprise_id=body.enterprise_id, info=dict(body.info))

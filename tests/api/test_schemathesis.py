@@ -68,11 +68,13 @@ def _headers(live: dict[str, Any], path: str) -> dict[str, str]:
 # Rules a JSON Schema cannot state, so schema-valid input may rightly be refused (422):
 # the USCC check character (GB 32100-2015 mod-31 checksum) of an enterprise; for a fare
 # table, which of the two documented table shapes goes with which network (a path
-# parameter) and no fare above max_fare. Every other check (no 5xx, documented statuses
+# parameter) and no fare above max_fare; a venue's enterprise_id must name a registered
+# enterprise (a reference to stored data). Every other check (no 5xx, documented statuses
 # and answers, headers) still runs on these operations.
 _CROSS_FIELD_RULES = {
     ("PUT", "/v1/admin/enterprises/{enterprise_id}"),
     ("PUT", "/v1/admin/fares/{network}"),
+    ("POST", "/v1/admin/venues"),
 }
 
 

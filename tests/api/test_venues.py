@@ -22,7 +22,15 @@ SHOP = {"name": "老王面馆 Lao Wang Noodles", "address": "上海市黄浦区�
         "kind": "shop", "info": {"opening_hours": "10:00-22:00", "电话": "021-1234"}}
 
 
+async def enterprise(api: Api, enterprise_id: str) -> None:
+    r = await api.client.put(f"/v1/admin/enterprises/{enterprise_id}", headers=api.admin,
+                             json={"name": "Owner Ltd", "uscc": "91350100M000100Y43"})
+    assert r.status_code == 200, r.text
+
+
 async def register(api: Api, **changes: Any) -> dict[str, Any]:
+    if changes.get("enterprise_id"):
+        await enterprise(api, changes["enterprise_id"])
     r = await api.client.post("/v1/admin/venues", json={**SHOP, **changes}, headers=api.admin)
     assert r.status_code == 201, r.text
     body: dict[str, Any] = r.json()
@@ -48,6 +56,12 @@ async def test_register_answers_id_and_a_5m_code(api: Api) -> None:
     assert venue["enterprise_id"] == "ent-42" and venue["revoked_at"] is None
     again = await api.client.get(f"/v1/admin/venues/{venue['venue_id']}", headers=api.admin)
     assert again.status_code == 200 and again.json() == venue
+
+
+async def test_a_venue_of_an_unknown_enterprise_is_refused(api: Api) -> None:
+    r = await api.client.post("/v1/admin/venues", json={**SHOP, "enterprise_id": "nobody"},
+                              headers=api.admin)
+    assert r.status_code == 422 and "not a registered enterprise" in r.json()["detail"]
 
 
 @pytest.mark.parametrize("bad", [
