@@ -1,7 +1,8 @@
 """The citizen page's history sections in a real Chromium (SPEC.md §6.4, issue 12):
 *my journeys* (a journey ridden through the API, shown with its fare in yuan; the
-*more* button pages on), *my devices* (removing one behind a confirmation; this
-browser's own offline keys go with it)."""
+*more* button pages on), *my check-ins* (a venue checked in at through the API), *my
+devices* (removing one behind a confirmation; this browser's own offline keys go with
+it)."""
 
 from __future__ import annotations
 
@@ -170,3 +171,26 @@ def test_removing_devices_behind_a_confirmation(open_tab, server: Server) -> Non
     assert stored_offline(tab) == {"credentials": 0, "meta": {}}
     assert page.get_attribute("body", "data-offline") == "none"
     tab.shot("3-devices-removed")
+
+
+def test_my_check_ins(open_tab, server: Server) -> None:
+    venue = httpx.post(server.url + "/v1/admin/venues", headers=server.admin,
+                       json={"name": "徐汇书店", "address": "上海市徐汇区漕溪北路1号",
+                             "kind": "shop"})
+    assert venue.status_code == 201, venue.text
+    tab = open_tab("citizen-checkins")
+    sign_in_citizen(tab, server, "browser-visitor-2")
+    token = tab.page.evaluate("sessionStorage.getItem('suishen.citizen.token')")
+    r = httpx.post(server.url + "/v1/checkins", headers={"Authorization": f"Bearer {token}"},
+                   json={"code": venue.json()["code"]})
+    assert r.status_code == 201, r.text
+    wait_for_items(server, tab, "/v1/me/checkins", 1)
+    page = tab.page
+    assert page.is_visible('[data-tab="checkins"]')
+    page.click('[data-tab="checkins"]')
+    row = page.wait_for_selector("#checkins li")
+    text = row.inner_text()
+    assert "徐汇书店" in text and "商户" in text and "漕溪北路" in text
+    assert row.get_attribute("data-venue-id") == venue.json()["venue_id"]
+    assert page.is_hidden("#checkins-more")
+    tab.shot("my-check-ins")
