@@ -1,4 +1,5 @@
-"""SPEC §7 "city peak" for Locust: metro rush, hospitals, libraries, app refreshes.
+"""SPEC §7 "city peak" for Locust: metro rush, hospitals, libraries, app refreshes,
+check-ins at shops.
 
 User classes and weights (share of simulated people; see README.md for the reasoning):
 
@@ -25,6 +26,9 @@ LibraryReader       5       fresh code, library entrance, then the same code aga
                             a medical-insurance number
 AppRefresh          35      the city app in the foreground: ``POST /v1/codes`` every 30 s
                             (the code's ``refresh_after`` is half of its 60 s life)
+ShopVisitor         5       scans a shop's printed venue code with the app every 5-15 s
+                            (``POST /v1/checkins``, its own citizen: check-ins are
+                            rate-limited per citizen); the answer must name that shop
 ==================  ======  ==========================================================
 
 A verification counts as a failure unless it is HTTP 200 with the expected ``reason``
@@ -316,6 +320,30 @@ class AppRefresh(CityUser):
     @task
     def refresh(self) -> None:
         self.fresh_code(self.citizen)
+
+
+class ShopVisitor(CityUser):
+    """A citizen scans a shop's printed code with the app (a check-in)."""
+
+    weight = 5
+    wait_time = between(5.0, 15.0)
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.citizen = self.city.rider()  # check-ins are rate-limited per citizen
+
+    @task
+    def check_in(self) -> None:
+        venue_id, code = random.choice(self.city.venues)
+        with self.client.post("/v1/checkins", json={"code": code}, headers=self.citizen.auth(),
+                              name="POST /v1/checkins", catch_response=True) as response:
+            if response.status_code != 201:
+                response.failure(f"HTTP {response.status_code}: {response.text[:200]}")
+                return
+            if response.json().get("venue", {}).get("venue_id") != venue_id:
+                response.failure("the check-in names another venue")
+                return
+            response.success()
 
 
 log = logging.getLogger("suishen.loadtest")

@@ -142,8 +142,11 @@ class Citizen:
         return self.token.header()
 
 
+VENUES = 20  # shops whose printed codes ShopVisitor users scan
+
+
 class City:
-    """Partners and citizens registered on one target service."""
+    """Partners, citizens and shops registered on one target service."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -151,6 +154,7 @@ class City:
         self.partners: dict[str, Partner] = {}
         self.citizens: list[Citizen] = []
         self.fares: FareTable | None = None  # the metro table rides are checked against
+        self.venues: list[tuple[str, str]] = []  # (venue id, printed code) of the shops
         self._free: list[Citizen] = []
         self._lock = threading.Lock()
 
@@ -177,6 +181,13 @@ class City:
                                  timeout=TIMEOUT, json=metro_table(operator)),
                 200, "install the metro fare table")
             self.fares = parsed_metro_table(operator)
+        for i in range(VENUES):
+            venue = _ok(self.session.post(
+                f"{cfg.host}/v1/admin/venues", headers=admin, timeout=TIMEOUT,
+                json={"name": f"loadtest shop {i} {cfg.run_id}", "kind": "shop",
+                      "address": f"{i} Nanjing Road", "info": {}}),
+                201, "register a shop")
+            self.venues.append((venue["venue_id"], venue["code"]))
         for partner in self.partners.values():
             partner.auth()
         return self
