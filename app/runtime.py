@@ -198,6 +198,8 @@ async def build_runtime(
             refresh_seconds=settings.trust_bundle_refresh_seconds,
             lifetime_seconds=settings.trust_bundle_lifetime_seconds,
             min_rebuild_seconds=settings.trust_bundle_min_rebuild_seconds, clock=clock,
+            # Redis: one process builds each version, all serve the same bytes.
+            shared=state if settings.redis_url is not None else None,
         ),
     )
 
