@@ -116,6 +116,14 @@ class Metrics:
                           ["state"], registry=r, multiprocess_mode="livesum")
         self.events = Counter("suishen_events_applied", "Change-feed events applied",
                               ["kind"], registry=r)
+        self.trust_pruned = Counter(
+            "suishen_trust_pruned_rows",
+            "Ended credential rows and old trust versions (with flips) pruned", registry=r,
+        )
+        self.trust_prune_duration = Histogram(
+            "suishen_trust_prune_duration_seconds", "Duration of one trust prune round",
+            buckets=(0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 30.0), registry=r,
+        )
         # 1 for the client that serves single use and rate limits with Redis state: "fast"
         # (app/storage/redis_fast.py) or "redis-py" (a URL the fast client does not
         # support). Alert on client="redis-py": the hot path costs several times more CPU.

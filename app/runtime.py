@@ -31,7 +31,7 @@ from suishen.app.services.partners import PartnerService
 from suishen.app.services.ratelimit import RateLimiter
 from suishen.app.services.subjects import SubjectService
 from suishen.app.services.transit import JourneyWriter, TransitService
-from suishen.app.services.trust import TrustService, ensure_anchor
+from suishen.app.services.trust import TrustPruner, TrustService, ensure_anchor
 from suishen.app.services.verify import VerifyService
 from suishen.app.settings import Settings
 from suishen.app.storage.base import Database, StateBackend
@@ -60,6 +60,7 @@ class Runtime:
     devices: DeviceService
     trust: TrustService
     transit: TransitService
+    pruner: TrustPruner
     dev_idp: DevIdentityProvider | None = None
     clock: Clock = SYSTEM_CLOCK
     _key_poll: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -71,6 +72,7 @@ class Runtime:
         self.audit.start()
         self.transit.writer.start()
         self.gauges.start()
+        self.pruner.start()  # ended credential rows and old trust versions
         # Key-set versions are checked once a second, so a change made behind the
         # service's back (`suishen keys rotate` on its database) is picked up in ~1 s.
         self._key_poll = asyncio.create_task(self.keys.poll(), name="key-version-poll")
@@ -84,6 +86,7 @@ class Runtime:
             self._key_poll = None
         await self.events.close()
         await self.gauges.close()
+        await self.pruner.close()
         await self.audit.close()
         await self.transit.writer.close()
         await self.state.close()
@@ -192,6 +195,9 @@ async def build_runtime(
         dev_idp=dev_idp,
         devices=devices,
         transit=transit,
+        pruner=TrustPruner(db, metrics, slot_seconds=settings.offline_slot_seconds,
+                           lifetime_seconds=settings.trust_bundle_lifetime_seconds,
+                           clock=clock),
         trust=TrustService(
             db, keys, slot_seconds=settings.offline_slot_seconds,
             list_size=settings.offline_status_list_size,

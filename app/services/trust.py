@@ -18,8 +18,11 @@ bundle, and signed deltas.
 * ``?since=N`` answers a delta (:func:`~suishen.keys.bundle.delta`) when N is a version
   this store made, no reactivation happened since (a delta can only set bits), and the
   delta is smaller than the full bundle; otherwise the full bundle.
-* Old rows are pruned once a tick (credential rows of slots that ended a bundle
-  lifetime ago, older versions and their flips).
+* Old rows are pruned off the request path by :class:`TrustPruner`, a background task
+  of the Runtime, once a tick (credential rows of slots that ended a bundle lifetime
+  ago, older versions and their flips); the storage operation is idempotent, so every
+  process may run it. Metrics: ``suishen_trust_pruned_rows_total`` and
+  ``suishen_trust_prune_duration_seconds``.
 * ``SUISHEN_TRUST_BUNDLE_MIN_REBUILD_SECONDS`` (default 0: off) coalesces rebuilds:
   while the newest build is younger than that, a newer version caused by revocations or
   ticks is served by it (its deltas still carry every flip up to now); a key change
@@ -54,6 +57,7 @@ import time
 from dataclasses import dataclass
 
 from suishen.app.clock import SYSTEM_CLOCK, Clock
+from suishen.app.observability import Metrics
 from suishen.app.services.keys import ANCHOR, CODES, KeyManager, create_keyset
 from suishen.app.storage.base import Database, StateBackend
 from suishen.app.storage.devices import TrustHead
@@ -216,7 +220,6 @@ class TrustService:
             return await self._bump(head, "keys", now=now, keys=keyset.version)
         if head.at < now - self._tick:
             head = await self._bump(head, "tick", now=now)
-            await self._prune(now)
         return head
 
     async def _bump(self, head: TrustHead, kind: str, *, now: int,
@@ -239,15 +242,6 @@ class TrustService:
             if newer.version > head.version:
                 return newer
         return await self._db.devices.bump(kind, now=now, keys=keys)  # the bumper died
-
-    async def _prune(self, now: int) -> None:
-        """Once a tick: forget credential rows of slots that ended a bundle lifetime ago
-        and versions older than that (a gate holding one has an expired bundle and gets
-        the full bundle). Failure is logged, never the caller's problem."""
-        try:
-            await self._db.devices.prune(before=now - self._lifetime - self._slot)
-        except StorageError as exc:
-            log.warning("trust prune skipped: %s", type(exc).__name__)
 
     async def _current(self) -> _Built:
         now = int(self._clock())
@@ -358,6 +352,61 @@ class TrustService:
             return _Built(time.monotonic(), bundle, self._sign(bundle), anchor, head.keys)
 
         return await asyncio.to_thread(build)
+
+
+class TrustPruner:
+    """Prunes ended credential rows and old trust versions, in the background.
+
+    :meth:`run_once` is the whole job for one ``now`` (tests call it with a fixed
+    clock); :meth:`start` runs it every ``interval`` seconds until :meth:`close`. Rows
+    go once their slot started more than a bundle lifetime plus a slot before ``now``:
+    a gate holding a bundle with them has an expired bundle anyway. Failures are
+    logged and counted in ``suishen_backend_errors_total``, and the next round retries.
+    """
+
+    def __init__(self, db: Database, metrics: Metrics, *, slot_seconds: int,
+                 lifetime_seconds: int, interval: float = TICK_SECONDS,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
+        self._db = db
+        self._metrics = metrics
+        self._horizon = lifetime_seconds + slot_seconds
+        self._interval = interval
+        self._clock = clock
+        self._task: asyncio.Task[None] | None = None
+
+    def cutoff(self, now: int) -> int:
+        """Rows of slots that started before this are pruned at ``now``."""
+        return now - self._horizon
+
+    async def run_once(self, now: int) -> int:
+        """Prune what ended before :meth:`cutoff` ``(now)``; returns the rows removed
+        (0 when run again: idempotent)."""
+        start = time.perf_counter()
+        try:
+            gone = await self._db.devices.prune(before=self.cutoff(now))
+        except StorageError as exc:
+            self._metrics.backend_errors.labels("database", "trust_prune").inc()
+            log.warning("trust prune skipped: %s", type(exc).__name__)
+            return 0
+        self._metrics.trust_pruned.inc(gone)
+        self._metrics.trust_prune_duration.observe(time.perf_counter() - start)
+        return gone
+
+    def start(self) -> None:
+        """Run :meth:`run_once` every ``interval`` seconds until :meth:`close`."""
+        self._task = asyncio.create_task(self._loop(), name="trust-prune")
+
+    async def close(self) -> None:
+        """Stop pruning."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            await self.run_once(int(self._clock()))
+            await asyncio.sleep(self._interval)
 
 
 def _payload(signed: bytes) -> codec.Bundle:

@@ -482,8 +482,12 @@ async def test_bundles_are_cached_per_version_and_advance_with_time(tmp_path: Pa
             assert held.issued_at == int(now[0])
             assert held.refresh_after == int(now[0]) + 900
             first_version = int(first.headers["x-bundle-version"])
-            now[0] += 2 * 86_400  # past a bundle lifetime: old versions are pruned
+            now[0] += 2 * 86_400  # past a bundle lifetime: old versions are pruned ...
             gate_partner = await api.partner(["metro"])  # the old token has expired
+            await client.get("/v1/trust-bundle", headers=gate_partner["headers"])
+            # ... by the background pruner, not by a request (one round, at this clock)
+            assert await runtime.db.devices.changes_since(first_version) is not None
+            assert await runtime.pruner.run_once(int(now[0])) > 0
             late = await client.get("/v1/trust-bundle", headers=gate_partner["headers"],
                                     params={"since": first_version})
             assert late.status_code == 200
