@@ -269,6 +269,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     app.openapi = openapi  # type: ignore[method-assign]
     limit, log = settings.max_body_bytes, settings.access_log
-    app.add_middleware(EdgeMiddleware, max_body_bytes=limit, metrics=metrics, access_log=log)
+    # The device routes take the largest key batch (Settings.device_body_bytes).
+    devices_limit = (("/v1/devices", settings.device_body_bytes),)
+    app.add_middleware(EdgeMiddleware, max_body_bytes=limit, metrics=metrics, access_log=log,
+                       path_limits=devices_limit)
     app.fast_route("POST", "/v1/verify", partner.verify_asgi)
     return app

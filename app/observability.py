@@ -188,10 +188,13 @@ class EdgeMiddleware:
     """Request id (``X-Request-ID``), body-size limit (413) and latency metrics."""
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: Metrics,
-                 access_log: bool = False, route: str | None = None) -> None:
+                 access_log: bool = False, route: str | None = None,
+                 path_limits: tuple[tuple[str, int], ...] = ()) -> None:
         self.app = app
         self.route = route  # a fixed route label (the fast lane), else the matched route
         self.max_body = max_body_bytes
+        # (path prefix, limit): routes with a documented limit of their own
+        self.path_limits = path_limits
         self.metrics = metrics
         self.access_log = access_log
         self.log = logging.getLogger("suishen.access")
@@ -228,14 +231,19 @@ class EdgeMiddleware:
                 message["headers"] = [*message.get("headers", []), rid_header]
             await send(message)
 
+        limit = self.max_body
+        for prefix, special in self.path_limits:
+            if scope["path"].startswith(prefix):
+                limit = special
+                break
         try:
             if length is not None:
                 try:
                     declared = int(length)
                 except ValueError:
                     declared = -1
-                if declared > self.max_body:
-                    too_large = BodyTooLarge(f"request body larger than {self.max_body} bytes")
+                if declared > limit:
+                    too_large = BodyTooLarge(f"request body larger than {limit} bytes")
                     await from_exception(too_large)(scope, receive, send_wrapper)
                     return
                 if declared < 0:  # HTTP framing, not a domain error
@@ -244,7 +252,7 @@ class EdgeMiddleware:
                     return
                 await self.app(scope, receive, send_wrapper)
             else:
-                await self.app(scope, self._limited(receive), send_wrapper)
+                await self.app(scope, self._limited(receive, limit), send_wrapper)
         except BodyTooLarge as exc:
             if not status_holder[1]:
                 await from_exception(exc)(scope, receive, send_wrapper)
@@ -260,9 +268,8 @@ class EdgeMiddleware:
                                                 "duration_ms": round(elapsed * 1000, 3)})
             request_id_var.reset(token)
 
-    def _limited(self, receive: Receive) -> Receive:
+    def _limited(self, receive: Receive, limit: int) -> Receive:
         seen = 0
-        limit = self.max_body
 
         async def wrapped() -> Message:
             nonlocal seen

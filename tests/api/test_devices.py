@@ -590,3 +590,71 @@ async def test_rebuilds_are_coalesced_when_configured(tmp_path: Path) -> None:
             assert int(rotated.headers["x-bundle-version"]) > version
             delta = bcodec.decode(cose.decode_sign1(rotated.content).payload)
             assert delta.is_delta and sum(len(ix) for ix in delta.flips.values()) == 1
+
+
+def _batch_body(keys: list[PrivateKey], **extra: Any) -> bytes:
+    """A batch as a generous client sends it: every accepted member, indented JSON."""
+    import json
+
+    jwks = [{**k.public().jwk_members(), "alg": "ES256", "use": "sig"} for k in keys]
+    return json.dumps({"name": "phone", "keys": jwks, **extra}, indent=2).encode()
+
+
+async def _post_batch(api: Api, sub: str, body: bytes) -> httpx.Response:
+    headers = {**await api.citizen(sub), "Content-Type": "application/json"}
+    return await api.client.post("/v1/devices", headers=headers, content=body)
+
+
+async def test_the_largest_default_batch_fits_the_body_limit_and_one_more_is_a_422(
+    api: Api,
+) -> None:
+    """Issue 9 leftovers, item 3: SPEC's 72 hourly credentials for 3 days."""
+    assert api.settings.offline_slots == 72
+    assert api.settings.max_body_bytes == 16_384
+    assert api.settings.device_body_bytes == 72 * 224 + 1024 == 17_152
+    keys = new_keys(73)
+    at_bound = _batch_body(keys[:72])
+    assert len(at_bound) <= 17_152
+    r = await _post_batch(api, "c-batch-72", at_bound)
+    assert r.status_code == 201, r.text
+    assert len(r.json()["credentials"]) == 72
+    over = await _post_batch(api, "c-batch-73", _batch_body(keys))
+    assert over.status_code == 422
+    assert over.headers["content-type"] == "application/problem+json"
+    assert "1 to 72 keys" in over.json()["detail"]
+
+
+async def test_a_longer_window_raises_the_device_routes_limit_only(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, offline_days=7)  # 168 hourly slots
+    assert settings.offline_slots == 168
+    limit = settings.device_body_bytes
+    assert limit == 168 * 224 + 1024 > settings.max_body_bytes
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            api = Api(client, app, settings)
+            keys = new_keys(169)
+            at_bound = _batch_body(keys[:168])
+            assert settings.max_body_bytes < len(at_bound) <= limit
+            r = await _post_batch(api, "c-week", at_bound)
+            assert r.status_code == 201, r.text
+            # the refill route has the same limit: a body above 16 KB reaches the route
+            refill_body = _batch_body(new_keys(1), name="p" * 17_000)
+            assert settings.max_body_bytes < len(refill_body) <= limit
+            refill = await client.post(
+                f"/v1/devices/{r.json()['device_id']}/credentials",
+                headers={**await api.citizen("c-week"), "Content-Type": "application/json"},
+                content=refill_body)
+            assert refill.status_code == 422, refill.text  # judged by the route, not a 413
+            over = await _post_batch(api, "c-week-2", _batch_body(keys))
+            assert over.status_code == 422
+            assert "1 to 168 keys" in over.json()["detail"]
+            padded = _batch_body(keys[:1], pad="x" * limit)
+            big = await _post_batch(api, "c-week-3", padded)
+            assert big.status_code == 413
+            assert big.headers["content-type"] == "application/problem+json"
+            # every other route keeps SUISHEN_MAX_BODY_BYTES
+            other = await client.post("/v1/admin/partners", headers=api.admin,
+                                      content=b"{" + b" " * settings.max_body_bytes + b"}")
+            assert other.status_code == 413
