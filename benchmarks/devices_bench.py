@@ -102,12 +102,8 @@ async def second(args: argparse.Namespace) -> dict[str, Any]:
             token = (await c.post("/v1/oauth/token", data={
                 "grant_type": "client_credentials", **job["client"]})).json()["access_token"]
             gate = {"Authorization": f"Bearer {token}"}
-            start = time.perf_counter()
-            r = await c.get("/v1/trust-bundle", headers=gate)
-            first = time.perf_counter() - start
-            start = time.perf_counter()
-            await c.get("/v1/trust-bundle", headers=gate)
-            cached = time.perf_counter() - start
+            r, first = await timed_get(c, "/v1/trust-bundle", gate)
+            _, cached = await timed_get(c, "/v1/trust-bundle", gate)
     return {"version": r.headers["x-bundle-version"], "first_ms": round(first * 1000, 1),
             "cached_ms": round(cached * 1000, 2), "sha256": hashlib.sha256(r.content).hexdigest()}
 
@@ -122,6 +118,14 @@ async def drop_prefix(url: str, prefix: str) -> None:
             await client.delete(*keys)
     finally:
         await client.aclose()
+
+
+async def timed_get(c: httpx.AsyncClient, url: str, headers: dict[str, str],
+                    **params: int) -> tuple[httpx.Response, float]:
+    """A GET and its duration in seconds."""
+    start = time.perf_counter()
+    r = await c.get(url, headers=headers, params=params or None)
+    return r, time.perf_counter() - start
 
 
 async def measure(c: httpx.AsyncClient, args: argparse.Namespace) -> dict[str, Any]:
@@ -142,18 +146,12 @@ async def measure(c: httpx.AsyncClient, args: argparse.Namespace) -> dict[str, A
         "grant_type": "client_credentials", "client_id": partner["client_id"],
         "client_secret": partner["client_secret"]})).json()["access_token"]
     gate = {"Authorization": f"Bearer {token}"}
-    start = time.perf_counter()
-    full = await c.get("/v1/trust-bundle", headers=gate)
-    cold = time.perf_counter() - start
-    start = time.perf_counter()
-    await c.get("/v1/trust-bundle", headers=gate)
-    cached = time.perf_counter() - start
+    full, cold = await timed_get(c, "/v1/trust-bundle", gate)
+    _, cached = await timed_get(c, "/v1/trust-bundle", gate)
     version = int(full.headers["x-bundle-version"])
     for citizen, device_id in devices[: args.revoke]:
         assert (await c.delete(f"/v1/devices/{device_id}", headers=citizen)).status_code == 204
-    start = time.perf_counter()
-    delta = await c.get("/v1/trust-bundle", headers=gate, params={"since": version})
-    delta_time = time.perf_counter() - start
+    delta, delta_time = await timed_get(c, "/v1/trust-bundle", gate, since=version)
     return {
         "devices": args.devices,
         "register_72_keys_ms_median": round(statistics.median(times) * 1000, 1),

@@ -57,7 +57,7 @@ import time
 from dataclasses import dataclass
 
 from suishen.app.clock import SYSTEM_CLOCK, Clock
-from suishen.app.observability import Metrics
+from suishen.app.observability import Metrics, PeriodicTask
 from suishen.app.services.keys import ANCHOR, CODES, KeyManager, create_keyset
 from suishen.app.storage.base import Database, StateBackend
 from suishen.app.storage.devices import TrustHead
@@ -370,9 +370,8 @@ class TrustPruner:
         self._db = db
         self._metrics = metrics
         self._horizon = lifetime_seconds + slot_seconds
-        self._interval = interval
         self._clock = clock
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = PeriodicTask("trust-prune", self._round, interval)
 
     def cutoff(self, now: int) -> int:
         """Rows of slots that started before this are pruned at ``now``."""
@@ -393,20 +392,15 @@ class TrustPruner:
         return gone
 
     def start(self) -> None:
-        """Run :meth:`run_once` every ``interval`` seconds until :meth:`close`."""
-        self._task = asyncio.create_task(self._loop(), name="trust-prune")
+        """Run :meth:`run_once` now and every ``interval`` seconds until :meth:`close`."""
+        self._periodic.start()
 
     async def close(self) -> None:
         """Stop pruning."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await self._periodic.close()
 
-    async def _loop(self) -> None:
-        while True:
-            await self.run_once(int(self._clock()))
-            await asyncio.sleep(self._interval)
+    async def _round(self) -> None:
+        await self.run_once(int(self._clock()))
 
 
 def _payload(signed: bytes) -> codec.Bundle:
