@@ -39,6 +39,9 @@ class Cluster:
     now: list[int]
 
     async def process(self, *, lock_ms: int = 5_000) -> TrustService:
+        return (await self.process_and_keys(lock_ms=lock_ms))[0]
+
+    async def process_and_keys(self, *, lock_ms: int = 5_000) -> tuple[TrustService, KeyManager]:
         state = await self.state_kit.new()
         keys = KeyManager(self.db.keysets, state, KEK, alg=Alg.ES256,
                           overlap_seconds={CODES: 90, TOKENS: 305},
@@ -47,7 +50,7 @@ class Cluster:
         await ensure_anchor(self.db, keys, KEK, alg=Alg.ES256, now=self.now[0])
         return TrustService(self.db, keys, slot_seconds=SLOT, list_size=64,
                             refresh_seconds=900, lifetime_seconds=86_400,
-                            clock=lambda: self.now[0], shared=state, lock_ms=lock_ms)
+                            clock=lambda: self.now[0], shared=state, lock_ms=lock_ms), keys
 
     def lock_key(self, version: int) -> str:
         return f"trust:build:{version}:1"
@@ -73,6 +76,19 @@ async def test_two_processes_serve_the_same_bytes_for_a_version(cluster: Cluster
     cluster.now[0] += 120
     (ta, va), (tb, vb) = await asyncio.gather(b.signed(), a.signed())
     assert ta == tb and va.version == vb.version > ba.version
+
+
+async def test_a_key_rotation_in_one_process_and_a_tick_in_the_other_agree(
+    cluster: Cluster,
+) -> None:
+    (a, keys_a), b = await cluster.process_and_keys(), await cluster.process()
+    _, before = await a.signed()
+    rotated = await keys_a.rotate(CODES)
+    cluster.now[0] += 120  # b would tick while a bumps for its new keys
+    (sa, ba), (sb, bb) = await asyncio.gather(a.signed(), b.signed())
+    assert ba.version == bb.version > before.version and sa == sb
+    active = [k for k in rotated.keys if k.state.value == "active"]
+    assert {bytes.fromhex(k.kid) for k in active} <= {k.kid for k in ba.keys}
 
 
 async def test_deltas_are_shared_too(cluster: Cluster) -> None:
