@@ -332,9 +332,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_middleware(EdgeMiddleware, max_body_bytes=limit, metrics=metrics, access_log=log,
                        path_limits={
                            "/v1/gate-events": settings.gate_upload_max_bytes,
-                           "/v1/devices": settings.device_upload_max_bytes,
+                           "/v1/devices": settings.device_body_bytes,
                            "/v1/devices/{device_id}/credentials":
-                               settings.device_upload_max_bytes,
+                               settings.device_body_bytes,
                        })
     app.fast_route("POST", "/v1/verify", partner.verify_asgi)
     app.fast_route("POST", "/v1/codes", citizen.issue_asgi)

@@ -15,6 +15,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -134,6 +135,14 @@ class Metrics:
                           ["state"], registry=r, multiprocess_mode="livesum")
         self.events = Counter("suishen_events_applied", "Change-feed events applied",
                               ["kind"], registry=r)
+        self.trust_pruned = Counter(
+            "suishen_trust_pruned_rows",
+            "Ended credential rows and old trust versions (with flips) pruned", registry=r,
+        )
+        self.trust_prune_duration = Histogram(
+            "suishen_trust_prune_duration_seconds", "Duration of one trust prune round",
+            buckets=(0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 30.0), registry=r,
+        )
         # 1 for the client that serves single use and rate limits with Redis state: "fast"
         # (app/storage/redis_fast.py) or "redis-py" (a URL the fast client does not
         # support). Alert on client="redis-py": the hot path costs several times more CPU.
@@ -151,6 +160,37 @@ class _AuditQueue(Protocol):
     def health(self) -> str: ...
 
 
+class PeriodicTask:
+    """Runs ``job`` now and then every ``interval`` seconds, in a task of its own, until
+    :meth:`close`; a failing round is logged and the next one runs (background work of
+    the Runtime: gauges, trust pruning)."""
+
+    def __init__(self, name: str, job: Callable[[], Awaitable[object]], interval: float) -> None:
+        self._name = name
+        self._job = job
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the rounds."""
+        self._task = asyncio.create_task(self._loop(), name=self._name)
+
+    async def close(self) -> None:
+        """Stop them (a round in progress is cancelled)."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self._job()
+            except Exception:  # never let one round stop the loop; it is logged
+                logging.getLogger("suishen.background").exception("%s failed", self._name)
+            await asyncio.sleep(self._interval)
+
+
 class GaugeLoop:
     """Sets the gauges read at scrape time, once a second. The scrape is served by
     another listener, possibly another process, so each worker refreshes its own:
@@ -162,8 +202,10 @@ class GaugeLoop:
         self._metrics = metrics
         self._audit = audit
         self._db = db
-        self._interval = interval
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = PeriodicTask("metrics-gauges", self._update, interval)
+
+    async def _update(self) -> None:
+        self.update()
 
     def update(self) -> None:
         """Set every gauge now."""
@@ -176,22 +218,11 @@ class GaugeLoop:
 
     def start(self) -> None:
         """Update the gauges every ``interval`` seconds until :meth:`close`."""
-        self._task = asyncio.create_task(self._loop(), name="metrics-gauges")
+        self._periodic.start()
 
     async def close(self) -> None:
         """Stop updating."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                self.update()
-            except Exception:  # never let a gauge stop the loop; it is logged
-                logging.getLogger("suishen.metrics").exception("metrics gauge update failed")
-            await asyncio.sleep(self._interval)
+        await self._periodic.close()
 
 
 class EdgeMiddleware:

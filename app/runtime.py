@@ -34,7 +34,7 @@ from suishen.app.services.ratelimit import RateLimiter
 from suishen.app.services.resolve import ResolveService
 from suishen.app.services.subjects import SubjectService
 from suishen.app.services.transit import JourneyWriter, TransitService
-from suishen.app.services.trust import TrustService, ensure_anchor
+from suishen.app.services.trust import TrustPruner, TrustService, ensure_anchor
 from suishen.app.services.venues import CheckinWriter, VenueService
 from suishen.app.services.verify import VerifyService
 from suishen.app.settings import Settings
@@ -68,6 +68,7 @@ class Runtime:
     resolver: ResolveService
     gate_events: GateUploads
     venues: VenueService
+    pruner: TrustPruner
     dev_idp: DevIdentityProvider | None = None
     clock: Clock = SYSTEM_CLOCK
     _key_poll: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -80,6 +81,7 @@ class Runtime:
         self.transit.writer.start()
         self.venues.writer.start()
         self.gauges.start()
+        self.pruner.start()  # ended credential rows and old trust versions
         # Key-set versions are checked once a second, so a change made behind the
         # service's back (`suishen keys rotate` on its database) is picked up in ~1 s.
         self._key_poll = asyncio.create_task(self.keys.poll(), name="key-version-poll")
@@ -93,10 +95,10 @@ class Runtime:
             self._key_poll = None
         await self.events.close()
         await self.gauges.close()
+        await self.pruner.close()
         await self.audit.close()
         await self.transit.writer.close()
         await self.venues.writer.close()
-        await self.trust.close()  # a background prune in progress
         await self.state.close()
         await self.db.close()
 
@@ -224,12 +226,17 @@ async def build_runtime(
         gate_events=GateUploads(db, verifier=verifier, transit=transit, metrics=metrics,
                                 clock=clock),
         venues=venues,
+        pruner=TrustPruner(db, metrics, slot_seconds=settings.offline_slot_seconds,
+                           lifetime_seconds=settings.trust_bundle_lifetime_seconds,
+                           clock=clock),
         trust=TrustService(
             db, keys, slot_seconds=settings.offline_slot_seconds,
             list_size=settings.offline_status_list_size,
             refresh_seconds=settings.trust_bundle_refresh_seconds,
             lifetime_seconds=settings.trust_bundle_lifetime_seconds,
             min_rebuild_seconds=settings.trust_bundle_min_rebuild_seconds, clock=clock,
+            # Redis: one process builds each version, all serve the same bytes.
+            shared=state if settings.redis_url is not None else None,
         ),
     )
 

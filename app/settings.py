@@ -22,6 +22,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from suishen.errors import ConfigError
 from suishen.keys.algorithms import Alg
 
+# A P-256 public JWK with every member the device routes accept (kty, crv, x, y, alg,
+# use) is about 155 bytes of JSON with json.dumps' default separators and 211 indented by
+# 2 (in the batch array): 224 covers both. The overhead covers the name and the object.
+DEVICE_KEY_JSON_BYTES = 224
+DEVICE_BODY_OVERHEAD = 1024
+
 
 class Settings(BaseSettings):
     """Every setting of the service; see the README's configuration table."""
@@ -111,13 +117,15 @@ class Settings(BaseSettings):
         return min(500, self.offline_days * 86_400 // self.offline_slot_seconds)
 
     @property
-    def device_upload_max_bytes(self) -> int:
-        """The body limit of ``POST /v1/devices`` and its refill: a whole batch of
-        :attr:`offline_slots` JWKs (512 bytes each is generous: a WebCrypto export with
-        ``key_ops`` and ``ext`` is about 150) plus 4 KiB for the rest, and never less
-        than ``max_body_bytes``. Derived, so raising ``SUISHEN_OFFLINE_DAYS`` or
-        shortening the slot never makes the largest valid batch a 413."""
-        return max(self.max_body_bytes, self.offline_slots * 512 + 4096)
+    def device_body_bytes(self) -> int:
+        """The body limit of the device routes (``POST /v1/devices`` and
+        ``POST /v1/devices/{id}/credentials``): ``SUISHEN_MAX_BODY_BYTES`` or, when
+        larger, what the largest batch (:attr:`offline_slots` keys) needs at
+        :data:`DEVICE_KEY_JSON_BYTES` per key plus :data:`DEVICE_BODY_OVERHEAD` — so the
+        largest batch the service accepts always fits its body limit (with the defaults
+        72 keys: 17,152 bytes, just above the 16,384 of the other routes)."""
+        need = self.offline_slots * DEVICE_KEY_JSON_BYTES + DEVICE_BODY_OVERHEAD
+        return max(self.max_body_bytes, need)
 
     @model_validator(mode="after")
     def _token_lifetimes(self) -> Settings:

@@ -299,6 +299,11 @@ class StateBackend(Protocol):
     async def cache_delete(self, key: str) -> None:
         """Drop a cached value."""
 
+    async def cache_add(self, key: str, value: bytes, *, ttl_ms: int) -> bool:
+        """Store ``value`` for ``ttl_ms`` milliseconds only if ``key`` holds nothing
+        (Redis ``SET NX PX``): True when stored. Short locks and first-writer-wins
+        entries (the shared trust-bundle cache)."""
+
     async def start(self) -> None:
         """Start background work (the change-feed listener)."""
 

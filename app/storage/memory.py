@@ -203,6 +203,15 @@ class MemoryState:
     async def cache_delete(self, key: str) -> None:
         self._cache.pop(key, None)
 
+    async def cache_add(self, key: str, value: bytes, *, ttl_ms: int) -> bool:
+        if await self.cache_get(key) is not None:  # no await inside: atomic in this loop
+            return False
+        self._cache[key] = (time.monotonic() + ttl_ms / 1000, value)
+        self._cache.move_to_end(key)
+        while len(self._cache) > self._cache_entries:
+            self._cache.popitem(last=False)
+        return True
+
     async def start(self) -> None:
         await asyncio.sleep(0)
 

@@ -405,6 +405,12 @@ class RedisState:
     async def cache_delete(self, key: str) -> None:
         await self._call(self._redis.delete(self._cache_key(key)))
 
+    async def cache_add(self, key: str, value: bytes, *, ttl_ms: int) -> bool:
+        done = await self._call(
+            self._redis.set(self._cache_key(key), value, nx=True, px=max(1, ttl_ms))
+        )
+        return bool(done)
+
     async def ping(self) -> None:
         await self._call(self._redis.ping())
 

@@ -482,13 +482,16 @@ async def test_bundles_are_cached_per_version_and_advance_with_time(tmp_path: Pa
             assert held.issued_at == int(now[0])
             assert held.refresh_after == int(now[0]) + 900
             first_version = int(first.headers["x-bundle-version"])
-            now[0] += 2 * 86_400  # past a bundle lifetime: old versions are pruned
+            now[0] += 2 * 86_400  # past a bundle lifetime: old versions are pruned ...
             gate_partner = await api.partner(["metro"])  # the old token has expired
+            await client.get("/v1/trust-bundle", headers=gate_partner["headers"])
+            # ... by the background pruner, not by a request (one round, at this clock)
+            assert await runtime.db.devices.changes_since(first_version) is not None
+            assert await runtime.pruner.run_once(int(now[0])) > 0
             late = await client.get("/v1/trust-bundle", headers=gate_partner["headers"],
                                     params={"since": first_version})
             assert late.status_code == 200
             assert "x-bundle-since" not in late.headers  # the full bundle
-            await runtime.trust.wait_pruned()  # the tick's prune runs in the background
             assert await runtime.db.devices.changes_since(first_version) is None
 
 
@@ -589,12 +592,43 @@ async def test_rebuilds_are_coalesced_when_configured(tmp_path: Path) -> None:
             assert delta.is_delta and sum(len(ix) for ix in delta.flips.values()) == 1
 
 
-async def test_the_largest_valid_batch_fits_the_device_body_limit(tmp_path: Path) -> None:
-    """With a week of hourly slots (168 keys, about 19 KB of JWKs: over the default
-    16 KiB body limit) registration and refill take the whole batch; a body over the
-    devices' own derived limit is 413 and writes nothing."""
-    settings = make_settings(tmp_path, offline_days=7)
+def _batch_body(keys: list[PrivateKey], **extra: Any) -> bytes:
+    """A batch as a generous client sends it: every accepted member, indented JSON."""
+    import json
+
+    jwks = [{**k.public().jwk_members(), "alg": "ES256", "use": "sig"} for k in keys]
+    return json.dumps({"name": "phone", "keys": jwks, **extra}, indent=2).encode()
+
+
+async def _post_batch(api: Api, sub: str, body: bytes) -> httpx.Response:
+    headers = {**await api.citizen(sub), "Content-Type": "application/json"}
+    return await api.client.post("/v1/devices", headers=headers, content=body)
+
+
+async def test_the_largest_default_batch_fits_the_body_limit_and_one_more_is_a_422(
+    api: Api,
+) -> None:
+    """Issue 9 leftovers, item 3: SPEC's 72 hourly credentials for 3 days."""
+    assert api.settings.offline_slots == 72
+    assert api.settings.max_body_bytes == 16_384
+    assert api.settings.device_body_bytes == 72 * 224 + 1024 == 17_152
+    keys = new_keys(73)
+    at_bound = _batch_body(keys[:72])
+    assert len(at_bound) <= 17_152
+    r = await _post_batch(api, "c-batch-72", at_bound)
+    assert r.status_code == 201, r.text
+    assert len(r.json()["credentials"]) == 72
+    over = await _post_batch(api, "c-batch-73", _batch_body(keys))
+    assert over.status_code == 422
+    assert over.headers["content-type"] == "application/problem+json"
+    assert "1 to 72 keys" in over.json()["detail"]
+
+
+async def test_a_longer_window_raises_the_device_routes_limit_only(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, offline_days=7)  # 168 hourly slots
     assert settings.offline_slots == 168
+    limit = settings.device_body_bytes
+    assert limit == 168 * 224 + 1024 > settings.max_body_bytes
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -610,8 +644,32 @@ async def test_the_largest_valid_batch_fits_the_device_body_limit(tmp_path: Path
             refill = await client.post(f"/v1/devices/{body['device_id']}/credentials",
                                        headers=citizen, json={"keys": jwks_of(new_keys(168))})
             assert refill.status_code != 413, refill.text
-            padded = {"name": "x" * settings.device_upload_max_bytes, "keys": jwks_of(keys[:1])}
+            padded = {"name": "x" * settings.device_body_bytes, "keys": jwks_of(keys[:1])}
             over = await client.post("/v1/devices", headers=citizen, json=padded)
             assert over.status_code == 413
             listed = await client.get("/v1/devices", headers=citizen)
             assert len(listed.json()["devices"]) == 1  # the refused body wrote nothing
+            keys = new_keys(169)
+            at_bound = _batch_body(keys[:168])
+            assert settings.max_body_bytes < len(at_bound) <= limit
+            r = await _post_batch(api, "c-week", at_bound)
+            assert r.status_code == 201, r.text
+            # the refill route has the same limit: a body above 16 KB reaches the route
+            refill_body = _batch_body(new_keys(1), name="p" * 17_000)
+            assert settings.max_body_bytes < len(refill_body) <= limit
+            refill = await client.post(
+                f"/v1/devices/{r.json()['device_id']}/credentials",
+                headers={**await api.citizen("c-week"), "Content-Type": "application/json"},
+                content=refill_body)
+            assert refill.status_code == 422, refill.text  # judged by the route, not a 413
+            over = await _post_batch(api, "c-week-2", _batch_body(keys))
+            assert over.status_code == 422
+            assert "1 to 168 keys" in over.json()["detail"]
+            padded = _batch_body(keys[:1], pad="x" * limit)
+            big = await _post_batch(api, "c-week-3", padded)
+            assert big.status_code == 413
+            assert big.headers["content-type"] == "application/problem+json"
+            # every other route keeps SUISHEN_MAX_BODY_BYTES
+            other = await client.post("/v1/admin/partners", headers=api.admin,
+                                      content=b"{" + b" " * settings.max_body_bytes + b"}")
+            assert other.status_code == 413

@@ -236,6 +236,30 @@ async def test_cache_entries_expire(state: StateBackend) -> None:
         await asyncio.sleep(0.05)
 
 
+async def test_cache_add_is_first_writer_wins_across_processes(state_kit: StateKit) -> None:
+    a, b = await state_kit.new(), await state_kit.new()
+    key = uid("lock")
+    results = await asyncio.gather(*(s.cache_add(key, bytes([n]), ttl_ms=60_000)
+                                     for n, s in enumerate([a, b, a, b])))
+    assert sorted(results) == [False, False, False, True]
+    winner = bytes([results.index(True)])
+    assert await a.cache_get(key) == await b.cache_get(key) == winner
+    await b.cache_delete(key)
+    assert await a.cache_add(key, b"again", ttl_ms=60_000)
+
+
+async def test_cache_add_entries_expire_after_their_milliseconds(state: StateBackend) -> None:
+    key = uid("lock")
+    assert await state.cache_add(key, b"1", ttl_ms=200)
+    assert not await state.cache_add(key, b"2", ttl_ms=200)
+    start = time.monotonic()
+    while not await state.cache_add(key, b"3", ttl_ms=200):
+        assert time.monotonic() - start < 1.5, "a cache_add entry never expired"
+        await asyncio.sleep(0.02)
+    assert time.monotonic() - start >= 0.1
+    assert await state.cache_get(key) == b"3"
+
+
 async def test_ping(state: StateBackend) -> None:
     await state.ping()
 

@@ -414,3 +414,46 @@ def test_venue_revoked_through_one_is_refused_by_the_other_within_a_second(
     bundle = httpx.get(b.url + "/v1/trust-bundle", headers=headers)
     got = bcodec.decode(cose.decode_sign1(bundle.content).payload)
     assert bytes.fromhex(venue["venue_id"]) in got.revoked_venues
+
+
+def test_both_processes_serve_the_same_trust_bundle_bytes(cluster: tuple[Server, Server]) -> None:
+    """Issue 9 leftovers, item 1: with Redis the signed bundle of a version (and a delta
+    to it) is built by one process and stored in Redis; both processes answer the same
+    bytes (ES256 signatures are randomized: equal bytes mean one signature), and the
+    version never goes back from one answer to the next."""
+    from suishen.keys.algorithms import Alg, PrivateKey
+
+    a, b = cluster
+    gate = a.register_partner(["metro"])
+    headers = a.partner_headers(gate)
+
+    async def both(params: dict[str, int] | None = None) -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=20) as client:
+            return list(await asyncio.gather(*(
+                client.get(srv.url + "/v1/trust-bundle", headers=headers, params=params)
+                for srv in (a, b, b, a)
+            )))
+
+    first = asyncio.run(both())
+    assert {r.status_code for r in first} == {200}
+    versions = {int(r.headers["X-Bundle-Version"]) for r in first}
+    newest = max(versions)
+    fresh = [r for r in first if int(r.headers["X-Bundle-Version"]) == newest]
+    assert len({r.content for r in fresh}) == 1
+    # a revocation makes a new version: again one body for it from both processes
+    sub = f"shared-bundle-{secrets.token_hex(3)}"
+    key = PrivateKey.generate(Alg.ES256)
+    r = httpx.post(a.url + "/v1/devices", headers=a.citizen(sub),
+                   json={"name": "phone", "keys": [key.public().jwk_members()]})
+    assert r.status_code == 201, r.text
+    assert httpx.delete(f"{a.url}/v1/devices/{r.json()['device_id']}",
+                        headers=a.citizen(sub)).status_code == 204
+    _eventually(lambda: all(int(x.headers["X-Bundle-Version"]) > newest
+                            for x in asyncio.run(both())), timeout=10.0)
+    later = asyncio.run(both())
+    top = max(int(x.headers["X-Bundle-Version"]) for x in later)
+    assert len({x.content for x in later if int(x.headers["X-Bundle-Version"]) == top}) == 1
+    deltas = asyncio.run(both({"since": newest}))
+    assert {x.headers.get("X-Bundle-Since") for x in deltas} == {str(newest)}
+    same = [x for x in deltas if int(x.headers["X-Bundle-Version"]) == top]
+    assert same and len({x.content for x in same}) == 1
