@@ -15,7 +15,13 @@ import httpx
 import pytest
 
 from tests.browser.conftest import Tab
-from tests.browser.helpers import decode_qr, shown_code, sign_in_citizen, verify
+from tests.browser.helpers import (
+    decode_qr,
+    shown_code,
+    sign_in_citizen,
+    verify,
+    wait_for_items,
+)
 from tests.e2e.harness import ROOT, SUISHEN, Server
 
 # Chromium's console line for every fetch that fails while the context is offline.
@@ -27,11 +33,12 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=60, check=False)
 
 
-def gate(folder: Path, code: str) -> dict[str, Any]:
+def gate(folder: Path, code: str, direction: str = "in", checkpoint: str = "L2-S12-G3",
+         state: str = "gate-state.json") -> dict[str, Any]:
     done = cli("gate", "verify", "--bundle", str(folder / "bundle.cose"),
                "--anchor", str(folder / "anchor.json"), "--scene", "metro",
-               "--direction", "in", "--checkpoint", "L2-S12-G3",
-               "--state", str(folder / "gate-state.json"), code)
+               "--direction", direction, "--checkpoint", checkpoint,
+               "--state", str(folder / state), code)
     assert done.returncode in (0, 1), done.stderr
     decision: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
     return decision
@@ -145,3 +152,43 @@ def test_offline_codes_verify_online_too_and_sign_out_forgets_the_device(
             q.onsuccess = () => ok(q.result); });
         db.close(); return n; }""")
     assert left == 0
+
+
+def test_a_journey_through_offline_gates_shows_with_the_offline_badge(
+        open_tab, server: Server, gate_dir: tuple[Path, dict[str, Any]]) -> None:
+    """In at one offline gate and out at another with the page's offline codes; the
+    gates upload (``suishen gate upload``); *my journeys* shows it, marked offline."""
+    folder, partner = gate_dir
+    r = httpx.put(server.url + "/v1/admin/fares/metro", headers=server.admin, json={
+        "operator": "metro-co", "zones": {"L2-S12": 1, "L9-S40": 3},
+        "fares": {"0": 300, "1": 400, "2": 500}, "max_fare": 900,
+        "exit_without_entry": "refuse"})
+    assert r.status_code == 200, r.text
+    tab = open_tab("citizen-offline-journey")
+    tab.allowed_substrings.update(OFFLINE_ERRORS)
+    sign_in_citizen(tab, server, "browser-offline-rider")
+    shown_code(tab)
+    page = tab.page
+    page.wait_for_selector('body[data-offline="ready"]', timeout=20_000)
+    fetch_bundle(server, folder, partner)
+    page.context.set_offline(True)
+    page.click("#refresh")
+    entry = offline_code(tab)
+    assert gate(folder, entry, "in", "L2-S12-G3", "entry-gate.json")["valid"] is True
+    serial = int(page.get_attribute("#qr-offline", "data-serial") or "0")
+    exit_ = offline_code(tab, serial=serial + 1)  # the page's next offline code (5 s)
+    assert gate(folder, exit_, "out", "L9-S40-G1", "exit-gate.json")["valid"] is True
+    page.context.set_offline(False)
+    for state in ("entry-gate.json", "exit-gate.json"):
+        done = cli("gate", "upload", "--state", str(folder / state), "--url", server.url,
+                   "--client-id", partner["client_id"],
+                   "--client-secret", partner["client_secret"])
+        assert done.returncode == 0, done.stderr
+    page.wait_for_selector('body[data-mode="online"]', timeout=15_000)
+    wait_for_items(server, tab, "/v1/me/journeys", 1)
+    page.click('[data-tab="journeys"]')
+    row = page.wait_for_selector("#journeys li")
+    assert row.get_attribute("data-fare") == "500"  # zone 1 to zone 3: two crossed
+    text = row.inner_text()
+    assert "离线闸机" in text and "L2-S12" in text and "L9-S40" in text
+    tab.shot("offline-journey")
