@@ -20,7 +20,10 @@ What the gate adds around the pure checks:
   ``degraded``; after ``expires_at`` transit scenes accept flagged and every other
   scene fails closed with ``trust_expired`` (configurable per scene);
 * **single use** in its own bounded replay memory, per scene and direction;
-* a **log of decisions** to upload later (``suishen gate upload``), bounded.
+* a **log of decisions** to upload later (``suishen gate upload``), bounded (the newest
+  ``MAX_LOG`` are kept). A decision is logged as its code, time and
+  :class:`GateDecision`; the JSON entry is built when the log is read (:attr:`Gate.log`),
+  not on the barrier's path.
 
 :meth:`Gate.save` / :meth:`Gate.load` keep all of it in one file (``--state``), written
 atomically; the file holds no secrets (public keys, status bits, replay keys, and the
@@ -88,7 +91,10 @@ class Gate:
     lifetime: int = DEFAULT_LIFETIME
     replay: InMemoryReplay = field(default_factory=InMemoryReplay)
     accept_expired_trust: frozenset[str] = frozenset({"metro", "bus", "ferry"})
-    log: list[dict[str, Any]] = field(default_factory=list)
+    # Decisions not turned into log entries yet, and the entries (see ``log``).
+    _decided: list[tuple[str, int, GateDecision]] = field(
+        default_factory=list, init=False, repr=False)
+    _entries: list[dict[str, Any]] = field(default_factory=list, init=False, repr=False)
 
     @classmethod
     def from_anchor_jwks(cls, jwks: Mapping[str, Any] | str | bytes, **options: Any) -> Gate:
@@ -199,9 +205,28 @@ class Gate:
     def _record(self, code: object, decision: GateDecision, at: int) -> None:
         if not isinstance(code, str) or len(code) > sc1.MAX_CODE_CHARS:
             return
-        if len(self.log) >= MAX_LOG:  # keep the newest; an upload empties the log
-            del self.log[: len(self.log) - MAX_LOG + 1]
-        self.log.append({"code": code, "decided_at": at, **decision.to_json()})
+        if len(self._decided) + len(self._entries) >= MAX_LOG:
+            # Full: keep the newest (an upload empties the log). Rare, so the entries
+            # are built here once rather than kept in two forms.
+            log = self.log
+            del log[: len(log) - MAX_LOG + 1]
+        self._decided.append((code, at, decision))
+
+    @property
+    def log(self) -> list[dict[str, Any]]:
+        """The decisions not yet uploaded, oldest first, as JSON objects (``code``,
+        ``decided_at`` and the :meth:`GateDecision.to_json` members); the list itself,
+        which the caller may trim."""
+        if self._decided:
+            self._entries.extend({"code": code, "decided_at": at, **decision.to_json()}
+                                 for code, at, decision in self._decided)
+            self._decided.clear()
+        return self._entries
+
+    @log.setter
+    def log(self, entries: list[dict[str, Any]]) -> None:
+        self._decided.clear()
+        self._entries = list(entries)
 
     def take_log(self) -> list[dict[str, Any]]:
         """The decisions not yet uploaded (the caller clears them once uploaded)."""

@@ -242,3 +242,26 @@ def test_a_corrupt_state_file_is_a_clear_error(city: City, tmp_path: Path) -> No
         path.write_text(content)
         with pytest.raises(VerificationError):
             city.gate().restore(path, now=T0)
+
+
+def test_log_is_bounded_to_the_newest_decisions(
+    city: City, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The log keeps the newest ``MAX_LOG`` decisions in order, whether or not it was
+    read in between (entries are built lazily, on read)."""
+    import suishen.sdk.gate as gate_module
+
+    monkeypatch.setattr(gate_module, "MAX_LOG", 5)
+    gate = city.gate()
+    gate.load_bundle(city.sign(city.bundle(T0)))
+    for i in range(4):
+        gate.verify(f"SC1:bad{i}", scene="library", now=T0 + i)
+    assert [e["decided_at"] for e in gate.log] == [T0, T0 + 1, T0 + 2, T0 + 3]
+    for i in range(4, 9):
+        gate.verify(f"SC1:bad{i}", scene="library", now=T0 + i)
+    log = gate.take_log()
+    assert [e["decided_at"] for e in log] == [T0 + i for i in range(4, 9)]
+    assert [e["code"] for e in log] == [f"SC1:bad{i}" for i in range(4, 9)]
+    assert all(e["reason"] == "malformed" and e["scene"] == "library" for e in log)
+    gate.forget_uploaded(2)
+    assert [e["decided_at"] for e in gate.log] == [T0 + 6, T0 + 7, T0 + 8]
