@@ -11,7 +11,15 @@ inclusive time (issue 13: "profile first, put the top entries in the note").
 py-spy needs ptrace rights over the server (root, or ``kernel.yama.ptrace_scope=0``).
 The sampling rate is py-spy's default (100 Hz); ``--native`` adds C frames (slower).
 Shares are of the samples taken while the server ran Python or native code; idle
-samples (the event loop waiting) are left out with ``--idle`` off.
+samples (the event loop waiting) are left out with ``--idle`` off. py-spy pauses the
+server for each sample (accurate stacks); ``--nonblocking`` does not, and then reads torn
+stacks (a function shown under callers it never had). Caveats seen on this machine: the
+aiosqlite worker thread is counted while it waits on its queue (``Thread.run`` ~25 %
+of samples, when ``/proc`` shows it uses ~4 % of the CPU) — read the main thread's
+shares relative to ``Runner.run``.
+
+For exact CPU per stage in the real server, without a sampler,
+``benchmarks/verify_inproc_bench.py`` measures the ASGI call in-process.
 """
 
 from __future__ import annotations
@@ -84,6 +92,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--native", action="store_true")
+    parser.add_argument("--nonblocking", action="store_true",
+                        help="sample without pausing the server (less overhead, but py-spy "
+                             "then reads torn stacks: shares become unreliable)")
     parser.add_argument("--out", type=Path, help="also keep py-spy's raw output here")
     args = parser.parse_args()
     spy = _pyspy()
@@ -119,8 +130,9 @@ def main() -> None:
             raw = args.out or workdir / "pyspy.txt"
             pid = server.proc.pid if server.proc else 0
             spy_argv = [spy, "record", "--pid", str(pid), "--format", "raw",
-                        "--duration", str(int(args.duration)), "--output", str(raw),
-                        "--nonblocking"]
+                        "--duration", str(int(args.duration)), "--output", str(raw)]
+            if args.nonblocking:
+                spy_argv.append("--nonblocking")
             if args.native:
                 spy_argv.append("--native")
             sampler = subprocess.Popen(spy_argv,  # noqa: S603 - py-spy, our arguments stdout=subprocess.DEVNULL,
