@@ -1,0 +1,209 @@
+"""CPU per request of ``POST /v1/verify`` (library scene) inside the process, no HTTP.
+
+Drives the real ASGI app (``create_app``: the embedded default, development posture,
+a temporary data directory, lifespan included) with hand-made ASGI messages for
+``POST /v1/verify`` in the re-scannable ``library`` scene, across 50 citizens' codes,
+and prints thread-CPU microseconds per request (``time.thread_time``, so the figures
+do not count other processes on a shared machine):
+
+* ``whole``: the whole ASGI call (EdgeMiddleware, the fast lane, token check, rate
+  limit, the pipeline, audit record, metrics, the answer);
+* ``signature``: :meth:`suishen.keys.algorithms.PublicKey.verify` alone over the same
+  codes (what the call cannot avoid);
+* ``remainder``: whole minus signature, the service's own Python work (SPEC §7: the
+  library verify must reach 0.7x the limit app, which is raw ASGI + msgspec + one
+  signature check, so this is the part to keep small).
+
+Each figure is the median of ``--rounds`` rounds (3) of ``--requests`` requests
+(20,000), timed in chunks of 1,000 with the queued audit records stored between
+chunks (untimed, as the server's background writer does). The partner's rate limit
+is 1,000,000 per second (or the requests would be 429), and every answer is checked:
+status 200 and ``"valid":true``. The process pins itself to the last CPU when it can
+(``os.sched_setaffinity``). Run::
+
+    .venv/bin/python benchmarks/verify_inproc_bench.py [--requests 20000] [--rounds 3]
+    .venv/bin/python benchmarks/verify_inproc_bench.py --profile [--requests 10000]
+
+``--profile`` prints a cProfile table (by own time) of one round instead; cProfile
+inflates small Python calls, so use it to rank, and the plain run to measure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from suishen.app.main import create_app
+from suishen.app.settings import Settings
+from suishen.codecs import sc1
+
+ADMIN_TOKEN = secrets.token_urlsafe(32)
+CODES = 50
+FLUSH_EVERY = 1000
+
+
+def _pin() -> str:
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cpus[-1]})
+        return f"pinned to CPU {cpus[-1]}"
+    except (AttributeError, OSError):
+        return "not pinned"
+
+
+async def _setup(client: httpx.AsyncClient) -> tuple[bytes, list[str]]:
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    r = await client.post("/v1/admin/partners", headers=admin, json={
+        "name": "bench library", "scenes": ["library"], "attributes": [],
+        "rate_limit_per_second": 1_000_000})
+    assert r.status_code == 201, r.text
+    partner = r.json()
+    t = await client.post("/v1/oauth/token", data={
+        "grant_type": "client_credentials", "client_id": partner["client_id"],
+        "client_secret": partner["client_secret"]})
+    assert t.status_code == 200, t.text
+    codes = []
+    for i in range(CODES):
+        c = await client.post("/v1/dev/citizen-token", json={"sub": f"bench-{i}"})
+        assert c.status_code == 200, c.text
+        r = await client.post("/v1/codes", headers={
+            "Authorization": f"Bearer {c.json()['access_token']}"})
+        assert r.status_code == 201, r.text
+        codes.append(r.json()["code"])
+    return f"Bearer {t.json()['access_token']}".encode(), codes
+
+
+def _signature_round(app: Any, codes: list[str], n: int) -> float:
+    """Thread-CPU us of PublicKey.verify alone over the codes' signatures."""
+    ring = app.state.runtime.keys.view().keyring
+    work = []
+    for code in codes:
+        envelope = sc1.parse(code)
+        key = ring.get(envelope.kid)
+        assert key is not None
+        m = envelope.message
+        work.append((key.public, m.signature, m.to_be_signed()))
+    assert all(pub.verify(sig, msg) for pub, sig, msg in work)
+    started = time.thread_time()
+    for i in range(n):
+        pub, sig, msg = work[i % CODES]
+        pub.verify(sig, msg)
+    return (time.thread_time() - started) / n * 1e6
+
+
+async def _main(args: argparse.Namespace) -> None:
+    for name in list(os.environ):
+        if name.startswith("SUISHEN_"):
+            del os.environ[name]
+    pinned = _pin()
+    tmp = Path(tempfile.mkdtemp(prefix="verify-inproc-"))
+    app = create_app(Settings(data_dir=tmp, admin_token=ADMIN_TOKEN, code_ttl_seconds=900))
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://bench") as client:
+            auth, codes = await _setup(client)
+        bodies = [json.dumps({"code": c, "scene": "library"}).encode() for c in codes]
+        base = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                "method": "POST", "scheme": "http", "path": "/v1/verify",
+                "raw_path": b"/v1/verify", "query_string": b"", "root_path": "",
+                "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 5555)}
+        scopes, messages = [], []
+        for body in bodies:
+            scope = dict(base)
+            scope["headers"] = [(b"host", b"127.0.0.1:8000"), (b"authorization", auth),
+                                (b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]
+            scopes.append(scope)
+            messages.append({"type": "http.request", "body": body, "more_body": False})
+        statuses: list[int] = []
+        answers: list[bytes] = []
+
+        async def send(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+            else:
+                answers.append(message["body"])
+
+        async def one(i: int) -> None:
+            message = messages[i]
+
+            async def receive() -> Any:
+                return message
+
+            # A fresh scope per request, as a server gives one (the app may write to it).
+            scope = dict(scopes[i])
+            await app(scope, receive, send)
+
+        def check() -> None:
+            assert set(statuses) == {200}, statuses[:5]
+            assert all(b'"valid":true' in a for a in answers), answers[:2]
+            statuses.clear()
+            answers.clear()
+
+        for i in range(CODES * 4):  # warm-up: caches, label children, code paths
+            await one(i % CODES)
+        check()
+        n = args.requests
+        if args.profile:
+            import cProfile
+            import pstats
+
+            profile = cProfile.Profile()
+            profile.enable()
+            for i in range(n):
+                await one(i % CODES)
+            profile.disable()
+            check()
+            pstats.Stats(profile).sort_stats("tottime").print_stats(args.top)
+            return
+        audit = app.state.runtime.audit
+        whole, sig = [], []
+        for _ in range(args.rounds):
+            spent = 0.0
+            for chunk in range(0, n, FLUSH_EVERY):
+                started = time.thread_time()
+                for i in range(chunk, min(n, chunk + FLUSH_EVERY)):
+                    await one(i % CODES)
+                spent += time.thread_time() - started
+                # Untimed: store the queued audit records, as the server's writer does
+                # in the background (a queue that only grows would time the GC instead).
+                await audit.flush()
+            whole.append(spent / n * 1e6)
+            check()
+            sig.append(_signature_round(app, codes, n))
+        w, s = statistics.median(whole), statistics.median(sig)
+        print(f"verify in process, library scene, {n} requests x {args.rounds} rounds "
+              f"({pinned}; medians, thread CPU)")
+        print(f"  whole ASGI call : {w:7.1f} us/request   rounds {_fmt(whole)}")
+        print(f"  signature alone : {s:7.1f} us/request   rounds {_fmt(sig)}")
+        print(f"  remainder       : {w - s:7.1f} us/request")
+
+
+def _fmt(values: list[float]) -> str:
+    return " ".join(f"{v:.1f}" for v in values)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--profile", action="store_true", help="cProfile one round")
+    parser.add_argument("--top", type=int, default=60, help="rows of the profile table")
+    args = parser.parse_args()
+    asyncio.run(_main(args))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
