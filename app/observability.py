@@ -225,6 +225,9 @@ class GaugeLoop:
         await self._periodic.close()
 
 
+_MAX_CACHED_PATHS = 256
+
+
 class EdgeMiddleware:
     """Request id (``X-Request-ID``), body-size limit (413) and latency metrics."""
 
@@ -246,9 +249,22 @@ class EdgeMiddleware:
         self.log = logging.getLogger("suishen.access")
         self._prefix = os.urandom(4).hex()
         self._counter = 0
+        # Looked up once: the latency histogram's children by (route, method, status), as
+        # labels() keeps them anyway, and the body limits of the paths seen (bounded: a
+        # path is the client's choice).
+        self._observers: dict[tuple[Any, Any, Any], Callable[[float], None]] = {}
+        self._limits: dict[str, int] = {}
 
     def _limit_for(self, path: str) -> int:
         """The body limit of ``path``: its own (exact, then templated) or the default."""
+        limit = self._limits.get(path)
+        if limit is None:
+            limit = self._find_limit(path)
+            if len(self._limits) < _MAX_CACHED_PATHS:
+                self._limits[path] = limit
+        return limit
+
+    def _find_limit(self, path: str) -> int:
         exact = self.path_limits.get(path)
         if exact is not None:
             return exact
@@ -311,9 +327,12 @@ class EdgeMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             path = self.route or getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.requests.labels(path, scope["method"], str(status_holder[0])).observe(
-                elapsed
-            )
+            key = (path, scope["method"], status_holder[0])
+            observe = self._observers.get(key)
+            if observe is None:
+                observe = self._observers[key] = self.metrics.requests.labels(
+                    path, key[1], str(key[2])).observe
+            observe(elapsed)
             if self.access_log:
                 self.log.info("request", extra={"path": path, "method": scope["method"],
                                                 "status": status_holder[0],

@@ -89,7 +89,10 @@ class Kind(IntEnum):
     @property
     def label(self) -> str:
         """The lower-case name used in APIs and scene policies."""
-        return self.name.lower()
+        return _KIND_LABELS[self]
+
+
+_KIND_LABELS = {kind: kind._name_.lower() for kind in Kind}  # read per verification
 
 
 @dataclass(frozen=True, slots=True)

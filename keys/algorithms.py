@@ -90,6 +90,7 @@ class Alg(StrEnum):
         raise UnsupportedAlgorithm(f"algorithm {value!r} is not accepted")
 
 
+_EDDSA, _ES256 = Alg.EDDSA, Alg.ES256
 _COSE_BY_ALG = {Alg.EDDSA: -8, Alg.ES256: -7}  # what the issuer writes
 # Closed list of what verifiers accept: the polymorphic identifiers and RFC 9864's
 # fully-specified ones (ESP256 -9, Ed25519 -19), each naming one key type.
@@ -119,6 +120,12 @@ class PublicKey:
 
     alg: Alg
     key: ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
+
+    def __post_init__(self) -> None:
+        # The binding verify() relies on: it dispatches on alg, not on the key's type.
+        expected = ed25519.Ed25519PublicKey if self.alg is _EDDSA else ec.EllipticCurvePublicKey
+        if not isinstance(self.key, expected):
+            raise UnsupportedAlgorithm(f"a {self.alg} key must be a {expected.__name__}")
 
     @classmethod
     def from_raw(cls, alg: Alg, raw: bytes) -> PublicKey:
@@ -184,12 +191,13 @@ class PublicKey:
         if len(signature) != SIGNATURE_BYTES:
             return False
         try:
-            if isinstance(self.key, ed25519.Ed25519PublicKey):
-                self.key.verify(signature, message)
+            if self.alg is _EDDSA:  # the key type is bound to alg (see from_raw)
+                self.key.verify(signature, message)  # type: ignore[call-arg]
             else:
-                r = int.from_bytes(signature[:32], "big")
-                s = int.from_bytes(signature[32:], "big")
-                self.key.verify(encode_dss_signature(r, s), message, _ECDSA_SHA256)
+                self.key.verify(  # type: ignore[call-arg]
+                    encode_dss_signature(int.from_bytes(signature[:32], "big"),
+                                         int.from_bytes(signature[32:], "big")),
+                    message, _ECDSA_SHA256)
         except InvalidSignature:
             return False
         return True
@@ -199,7 +207,7 @@ class PublicKey:
         half the group order (the malleable twin of a low-S signature), so that one
         signed content has exactly one valid byte form. What SC1 codes are checked with.
         """
-        if self.alg is Alg.ES256 and (
+        if self.alg is _ES256 and (
             len(signature) != SIGNATURE_BYTES
             or int.from_bytes(signature[32:], "big") > _P256_HALF_ORDER
         ):

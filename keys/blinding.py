@@ -27,30 +27,33 @@ is a key-set-wide secret (it must survive signing-key rotation), sealed with the
 from __future__ import annotations
 
 import hmac
+from base64 import urlsafe_b64encode
+from functools import lru_cache
 
 from suishen.codecs.sc1 import HANDLE_BYTES
-from suishen.keys.algorithms import b64u
 
 _BLIND_LABEL = b"SC1-sub"
 _PAIRWISE_LABEL = b"SC1-pairwise"
 
 
-def _pad(secret: bytes, iat: int, cti: bytes) -> bytes:
-    return hmac.digest(secret, _BLIND_LABEL + iat.to_bytes(8, "big") + cti, "sha256")[
-        :HANDLE_BYTES
-    ]
+@lru_cache(maxsize=64)
+def _keyed(secret: bytes, label: bytes) -> hmac.HMAC:
+    """HMAC-SHA256 under ``secret`` with ``label`` already absorbed: a copy of it and one
+    update give the MAC of ``label || rest`` without keying (two SHA-256 blocks) again.
+    A handful of secrets exist (one per signing key, one pairwise secret)."""
+    return hmac.new(secret, label, "sha256")
 
 
 def blind(handle: bytes, secret: bytes, *, iat: int, cti: bytes) -> bytes:
     """The ``sub`` claim for ``handle`` in the code with this ``iat`` and ``cti``."""
     if len(handle) != HANDLE_BYTES:
         raise ValueError(f"a subject handle is {HANDLE_BYTES} bytes")
-    pad = _pad(secret, iat, cti)
+    mac = _keyed(secret, _BLIND_LABEL).copy()
+    mac.update(iat.to_bytes(8, "big") + cti)
     # XOR of two equal-length strings as integers: one C-level operation instead of a
     # per-byte generator (same bytes; both sides are exactly HANDLE_BYTES long).
-    return (int.from_bytes(handle, "big") ^ int.from_bytes(pad, "big")).to_bytes(
-        HANDLE_BYTES, "big"
-    )
+    return (int.from_bytes(handle, "big") ^ int.from_bytes(mac.digest()[:HANDLE_BYTES], "big")
+            ).to_bytes(HANDLE_BYTES, "big")
 
 
 def unblind(sub: bytes, secret: bytes, *, iat: int, cti: bytes) -> bytes:
@@ -60,5 +63,7 @@ def unblind(sub: bytes, secret: bytes, *, iat: int, cti: bytes) -> bytes:
 
 def pairwise_subject(secret: bytes, partner_id: str, handle: bytes) -> str:
     """The pseudonym a partner sees for a citizen."""
-    msg = _PAIRWISE_LABEL + partner_id.encode("utf-8") + b"\x00" + handle
-    return b64u(hmac.digest(secret, msg, "sha256")[:16])
+    mac = _keyed(secret, _PAIRWISE_LABEL).copy()
+    mac.update(partner_id.encode("utf-8") + b"\x00" + handle)
+    # base64url without padding (keys.algorithms.b64u): 16 bytes are 22 characters + "=="
+    return urlsafe_b64encode(mac.digest()[:16])[:22].decode("ascii")

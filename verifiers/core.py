@@ -143,22 +143,24 @@ def verify(
         )
     envelope = parsed
 
-    kid_hex = envelope.kid.hex()
-    key = keys.get(envelope.kid)
+    kid = envelope.kid
+    kid_hex = kid.hex()
+    key = keys.get(kid)
     # An untrusted kid ends here: nothing below runs without a key we hold, so judging
     # the claims first never lets an unknown key's code further than `unknown_key`.
     if key is None:
         return Decision(Reason.UNKNOWN_KEY, kid=kid_hex)
-    if key.state is KeyState.REVOKED:
+    if key.state is _KEY_REVOKED:
         return Decision(Reason.REVOKED, kid=kid_hex)
     try:
         alg = Alg.from_cose(envelope.alg)
     except UnsupportedAlgorithm:
         return Decision(Reason.BAD_SIGNATURE, kid=kid_hex)
     message = envelope.message
+    public = key.public
     # verify_canonical: a high-S ECDSA twin of a genuine code is refused, so one signed
     # content has one accepted text (issue 8 item 9).
-    if alg is not key.public.alg or not key.public.verify_canonical(
+    if alg is not public.alg or not public.verify_canonical(
         message.signature, message.to_be_signed()
     ):
         return Decision(Reason.BAD_SIGNATURE, kid=kid_hex)
@@ -170,9 +172,10 @@ def verify(
     except CodecError:
         return Decision(Reason.MALFORMED, kid=kid_hex)
     kind = claims.kind.label
+    iat, exp = claims.iat, claims.exp
     handle = None
     if key.blinding is not None:
-        handle = unblind(claims.sub, key.blinding, iat=claims.iat, cti=claims.cti)
+        handle = unblind(claims.sub, key.blinding, iat=iat, cti=claims.cti)
 
     # Times are judged on the code's own claims (SPEC §4) before the key's window: a
     # code from the future is `not_yet_valid` even when this verifier's clock has not
@@ -181,9 +184,9 @@ def verify(
     # code whose own times are fine is refused for its key's window (`unknown_key`):
     # a pending key, or a retired one whose overlap has closed.
     reason: Reason | None
-    if now > claims.exp + skew:
-        reason = Reason.EXPIRED
-    elif claims.iat > now + skew:
+    if now > exp + skew:
+        reason = _EXPIRED
+    elif iat > now + skew:
         reason = Reason.NOT_YET_VALID
     elif not key.in_window(now, skew):
         reason = Reason.UNKNOWN_KEY
@@ -195,5 +198,8 @@ def verify(
         return Decision(reason, kid_hex, kind, claims, handle)
     # Built once, when the outcome is known (a rejected or single-use code used to make
     # a second Decision).
-    replay_key = policy.replay_key(envelope.kid, claims.cti, direction)
-    return Decision(Reason.OK, kid_hex, kind, claims, handle, replay_key)
+    replay_key = policy.replay_key(kid, claims.cti, direction)
+    return Decision(_OK, kid_hex, kind, claims, handle, replay_key)
+
+
+_OK, _EXPIRED, _KEY_REVOKED = Reason.OK, Reason.EXPIRED, KeyState.REVOKED
