@@ -26,16 +26,31 @@ status 200 and ``"valid":true``. The process pins itself to the last CPU when it
 
 ``--profile`` prints a cProfile table (by own time) of one round instead; cProfile
 inflates small Python calls, so use it to rank, and the plain run to measure.
+
+``--instructions`` counts instructions instead of time (valgrind's callgrind, Debian
+package ``valgrind``): the script runs itself under callgrind four times, with 100 and
+with ``100 + --requests`` (default for this mode 1,000) requests, the same for the
+signature checks alone, and prints the differences per request. The counts do not
+depend on the machine's load and repeat to about 0.2 %, so a change of 1 % in the
+service's own work shows, which timing on a shared machine cannot resolve; they rank
+Python work well, but a count is not a time (the signature's instructions run about
+twice as fast per instruction as the interpreter's)::
+
+    .venv/bin/python benchmarks/verify_inproc_bench.py --instructions [--requests 1000]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import json
 import os
+import re
 import secrets
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -106,7 +121,7 @@ async def _main(args: argparse.Namespace) -> None:
     for name in list(os.environ):
         if name.startswith("SUISHEN_"):
             del os.environ[name]
-    pinned = _pin()
+    pinned = "not pinned" if args.child else _pin()
     tmp = Path(tempfile.mkdtemp(prefix="verify-inproc-"))
     app = create_app(Settings(data_dir=tmp, admin_token=ADMIN_TOKEN, code_ttl_seconds=900))
     async with app.router.lifespan_context(app):
@@ -155,6 +170,17 @@ async def _main(args: argparse.Namespace) -> None:
             await one(i % CODES)
         check()
         n = args.requests
+        audit = app.state.runtime.audit
+        if args.child == "whole":  # under callgrind: exactly n requests after the warm-up
+            await audit.flush()
+            for i in range(n):
+                await one(i % CODES)
+            await audit.flush()  # the server's background writer stores them too
+            check()
+            return
+        if args.child == "signature":
+            _signature_round(app, codes, n)
+            return
         if args.profile:
             import cProfile
             import pstats
@@ -167,7 +193,6 @@ async def _main(args: argparse.Namespace) -> None:
             check()
             pstats.Stats(profile).sort_stats("tottime").print_stats(args.top)
             return
-        audit = app.state.runtime.audit
         whole, sig = [], []
         for _ in range(args.rounds):
             spent = 0.0
@@ -196,13 +221,53 @@ def _fmt(values: list[float]) -> str:
     return " ".join(f"{v:.1f}" for v in values)
 
 
+BASE_REQUESTS = 100  # counted in both runs of a pair: start-up and warm-up cancel out
+
+
+def _callgrind(child: str, n: int) -> int:
+    """Instructions of one run of this script as ``child`` with ``n`` operations."""
+    out = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+         sys.executable, __file__, "--child", child, "--requests", str(n)],
+        capture_output=True, text=True, check=False)
+    found = re.search(r"Collected : (\d+)", out.stderr)
+    if out.returncode != 0 or found is None:
+        raise SystemExit(f"callgrind run failed ({child}, {n}):\n{out.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def _instructions(extra: int) -> None:
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
+    runs = [(child, n) for child in ("whole", "signature")
+            for n in (BASE_REQUESTS, BASE_REQUESTS + extra)]
+    print(f"verify in process, library scene: instructions per request (callgrind; "
+          f"{BASE_REQUESTS + extra} minus {BASE_REQUESTS} requests, 4 runs)", flush=True)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        counts = list(pool.map(lambda run: _callgrind(*run), runs))
+    whole = (counts[1] - counts[0]) / extra
+    signature = (counts[3] - counts[2]) / extra
+    print(f"  whole ASGI call : {whole:10,.0f} instructions/request")
+    print(f"  signature alone : {signature:10,.0f} instructions/request")
+    print(f"  remainder       : {whole - signature:10,.0f} instructions/request")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--requests", type=int, default=None,
+                        help="requests per round (20,000; 1,000 with --instructions)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="cProfile one round")
+    parser.add_argument("--instructions", action="store_true",
+                        help="count instructions per request under callgrind instead")
     parser.add_argument("--top", type=int, default=60, help="rows of the profile table")
+    parser.add_argument("--child", choices=["whole", "signature"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.instructions:
+        _instructions(args.requests or 1000)
+        return
+    if args.requests is None:
+        args.requests = 20_000
     asyncio.run(_main(args))
     sys.stdout.flush()
 
