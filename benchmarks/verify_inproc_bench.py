@@ -224,10 +224,10 @@ def _fmt(values: list[float]) -> str:
 BASE_REQUESTS = 100  # counted in both runs of a pair: start-up and warm-up cancel out
 
 
-def _callgrind(child: str, n: int) -> int:
+def _callgrind(valgrind: str, child: str, n: int) -> int:
     """Instructions of one run of this script as ``child`` with ``n`` operations."""
-    out = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+    out = subprocess.run(  # noqa: S603 - our own interpreter and script, fixed arguments
+        [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null",
          sys.executable, __file__, "--child", child, "--requests", str(n)],
         capture_output=True, text=True, check=False)
     found = re.search(r"Collected : (\d+)", out.stderr)
@@ -237,14 +237,15 @@ def _callgrind(child: str, n: int) -> int:
 
 
 def _instructions(extra: int) -> None:
-    if shutil.which("valgrind") is None:
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
         raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
     runs = [(child, n) for child in ("whole", "signature")
             for n in (BASE_REQUESTS, BASE_REQUESTS + extra)]
     print(f"verify in process, library scene: instructions per request (callgrind; "
           f"{BASE_REQUESTS + extra} minus {BASE_REQUESTS} requests, 4 runs)", flush=True)
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        counts = list(pool.map(lambda run: _callgrind(*run), runs))
+        counts = list(pool.map(lambda run: _callgrind(valgrind, *run), runs))
     whole = (counts[1] - counts[0]) / extra
     signature = (counts[3] - counts[2]) / extra
     print(f"  whole ASGI call : {whole:10,.0f} instructions/request")

@@ -37,8 +37,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from suishen.app.clock import SYSTEM_CLOCK, Clock
 from suishen.app.observability import Metrics
@@ -216,7 +218,7 @@ class GateUploads:
         def audit_of(index: int, outcome: str) -> AuditRecord:
             record = audits[index]
             if outcome == DUPLICATE_USE:  # the same code already passed another gate
-                return replace(record, reason=Reason.REPLAYED.value)
+                return msgspec.structs.replace(record, reason=Reason.REPLAYED.value)
             return record
 
         outcomes = await self._db.transit.store_gate_taps(

@@ -31,6 +31,8 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
+import msgspec
+
 from suishen.app.clock import SYSTEM_CLOCK, Clock
 from suishen.app.observability import Metrics
 from suishen.app.services.audit import AuditWriter
@@ -64,15 +66,18 @@ class SingleUseUnavailable(BackendUnavailable):
     """Single use cannot be checked and the scene fails closed."""
 
 
-@dataclass(frozen=True, slots=True)
-class VerifyOutcome:
+class VerifyOutcome(msgspec.Struct, frozen=True):
     """The judgement of one code, as the service decided it (times in seconds since the
     epoch). ``subject``, ``attributes``, ``code_expires_at`` and ``enterprise`` (an
     enterprise code's attributes the partner may see) are set for a valid code only;
     ``kind`` whenever the code's signature was checked (the verify answer shows it for
     valid codes only, ``POST /v1/resolve`` for every judged code);
     ``attributes_unavailable`` says the citizen's attributes could not be read (the
-    code itself was judged)."""
+    code itself was judged).
+
+    An immutable msgspec Struct (built in C; one per request, see
+    :class:`~suishen.app.storage.base.AuditRecord`); copies with a change:
+    :func:`msgspec.structs.replace`."""
 
     valid: bool
     reason: Reason
@@ -198,7 +203,7 @@ class VerifyService:
         outcome = await self._outcome(decision, partner, now)
         if agency is not None and outcome.valid:
             enterprise = agency.enterprise
-            outcome = replace(outcome, enterprise=public_view(
+            outcome = msgspec.structs.replace(outcome, enterprise=public_view(
                 name=enterprise.name, uscc=enterprise.uscc,
                 attributes=enterprise.attributes, allowed=partner.enterprise_attributes))
         if tapping is not None and outcome.valid and tapping.read:
@@ -336,7 +341,7 @@ class VerifyService:
         journey = step.journey
         if journey is None:
             return outcome
-        return replace(outcome, journey=journey)
+        return msgspec.structs.replace(outcome, journey=journey)
 
     async def _first_use_and_read(self, key: bytes, ttl: int, now: int, tapping: _Tap,
                                   handle: bytes) -> bool:

@@ -25,6 +25,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import msgspec
+
 from suishen.app.storage.devices import DeviceRepository
 from suishen.app.storage.enterprises import EnterpriseRepository
 from suishen.app.storage.transit import TransitRepository
@@ -69,10 +71,14 @@ class Partner:
     enterprise_attributes: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class AuditRecord:
+class AuditRecord(msgspec.Struct, frozen=True):
     """One verification decision. ``subject_handle`` is None when the code could not be
-    attributed to a citizen (malformed, unknown key, bad signature)."""
+    attributed to a citizen (malformed, unknown key, bad signature).
+
+    An immutable msgspec Struct rather than a frozen dataclass: one is made for every
+    request on the verify path, and a Struct is built in C (0.07 against 1.2 us with
+    11 fields; ``benchmarks/verify_inproc_bench.py --instructions``). Copies with a
+    change: :func:`msgspec.structs.replace`."""
 
     at_ms: int
     partner_id: str
