@@ -77,6 +77,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -243,6 +244,41 @@ def pin_client() -> str:
         return "not pinned: this machine has one core (or no taskset); figures are shared-core"
     os.sched_setaffinity(0, set(_CPUS[1:]))
     return f"servers pinned to CPU {_CPUS[0]}, load client to CPU {','.join(map(str, _CPUS[1:]))}"
+
+
+def pin_redis() -> tuple[str, Callable[[], None]]:
+    """Keep a local Redis server off the servers' core (with the load client), and say so.
+
+    Redis is its own tier (docs/capacity.md sizes it apart) and must not take the
+    service's core. With two cores it then shares the other one with wrk, which bounds
+    the metro run partly (see benchmarks/README.md). Returns the line to print and a
+    function that restores Redis's affinity at the end."""
+    def nothing() -> None:
+        return None
+
+    if not PINNED:
+        return "Redis not pinned (one core)", nothing
+    try:
+        import redis as redis_lib
+
+        client = redis_lib.Redis.from_url(REDIS_URL, socket_timeout=2)
+        info = client.info("server")
+        client.close()
+        pid = int(info["process_id"])
+        if urlsplit(REDIS_URL).hostname not in ("127.0.0.1", "localhost", "::1"):
+            return "Redis not pinned (not on this machine)", nothing
+        before = os.sched_getaffinity(pid)
+        os.sched_setaffinity(pid, set(_CPUS[1:]))
+    except Exception as exc:  # noqa: BLE001 - best effort: say why and go on unpinned
+        return (f"Redis not pinned ({type(exc).__name__}: {str(exc)[:120]}): metro figures "
+                "share cores"), nothing
+
+    def restore() -> None:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(pid, before)
+
+    return (f"Redis (pid {pid}) pinned to CPU {','.join(map(str, _CPUS[1:]))} with the "
+            "load client, off the servers' core (restored at the end)", restore)
 
 
 # --- API setup ----------------------------------------------------------------------
@@ -589,6 +625,8 @@ def run_bench(args: argparse.Namespace, workdir: Path, servers: list[Server]) ->
         top.start()
         top.wait_ready("/healthz")
     print(pin_client(), flush=True)
+    pinned_redis, args.unpin_redis = pin_redis()
+    print(pinned_redis, flush=True)
     print(f"closed-loop client: {args.client}; open-loop runs: loadgen", flush=True)
     print(f"servers: {', '.join(f'{s.name} :{s.port}' for s in servers)} "
           f"(Redis prefix {prefix}); logs in {workdir}", flush=True)
@@ -782,6 +820,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     args.redis_prefix = None
+    args.unpin_redis = lambda: None
     signal.signal(signal.SIGTERM, _interrupt)
     workdir = Path(tempfile.mkdtemp(prefix="suishen-http-bench-"))
     servers: list[Server] = []
@@ -809,6 +848,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for server in reversed(servers):
             server.stop()
         cleanup_redis(args.redis_prefix)
+        args.unpin_redis()
         if args.keep or status == 1:
             print(f"(server logs kept in {workdir})", file=sys.stderr)
         else:
