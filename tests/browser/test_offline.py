@@ -144,6 +144,9 @@ def test_offline_codes_verify_online_too_and_sign_out_forgets_the_device(
     tab.shot("my-devices")
     tab.page.click("#signout")
     tab.page.wait_for_selector("#dev-form", state="visible")
+    # The wipe is asynchronous (two IndexedDB transactions); the page says "signed out"
+    # only once it is done, so wait for that rather than for the form.
+    tab.page.wait_for_selector('#notice[data-key="signout.done"]', timeout=10_000)
     left = tab.page.evaluate("""async () => {
         const db = await new Promise((ok) => {
             const r = indexedDB.open('suishen-offline'); r.onsuccess = () => ok(r.result); });
