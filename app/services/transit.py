@@ -12,11 +12,19 @@ derived from the KEK), never by the handle itself: Redis never sees who travels.
 value is the JSON ``[entered_at, entry_checkpoint]``; it expires after
 :data:`SLOT_TTL_SECONDS` (an entry older than that is forgotten, not charged).
 
-A tap reads the slot in the same Redis script as the code's single-use check
-(:meth:`StateBackend.first_use_and_read`), decides with ``tap()``, and writes the new
-slot with a compare-and-set (:meth:`StateBackend.swap_slot`). When another process
-changed the slot in between (two exits of one journey at once), the tap is decided
-again on what it found: of 200 concurrent exits exactly one closes the journey.
+A tap reads *and moves* the slot in the same Redis script as the code's single-use
+check (:meth:`StateBackend.first_use_and_move`, one round trip): the move
+(:meth:`TransitService.move`, a :class:`~suishen.app.storage.transit.SlotMove`) is what
+``tap()`` will decide, fixed before the slot is read — an entry opens one unless the
+open one is a passback, an exit closes it, a flat fare leaves it — and the script
+applies it atomically, so two taps of one citizen at once are ordered by Redis. Then
+``tap()`` decides on the value found, and :meth:`TransitService.step` compares its
+decision with what the move left: they agree for every value this module writes
+(``tests/test_slot_move.py``); for any other value (a slot written by hand) the
+decision is written with a compare-and-set (:meth:`StateBackend.swap_slot`) and, when
+another process changed the slot in between, decided again on what it found. A tap the
+service then refuses after all (the citizen suspended before the event arrived) has
+its move undone the same way (:meth:`TransitService.undo`).
 """
 
 from __future__ import annotations
@@ -31,7 +39,13 @@ from suishen.app.clock import SYSTEM_CLOCK, Clock
 from suishen.app.observability import Metrics
 from suishen.app.services.queued import QueuedWriter, Sink
 from suishen.app.storage.base import Database, Event, StateBackend
-from suishen.app.storage.transit import JourneyEntry, JourneyRecord
+from suishen.app.storage.transit import (
+    KEEP_SLOT,
+    JourneyEntry,
+    JourneyRecord,
+    MoveKind,
+    SlotMove,
+)
 from suishen.errors import BackendUnavailable
 from suishen.timefmt import day_ms
 from suishen.verifiers.transit import (
@@ -71,6 +85,19 @@ def decode_entry(value: bytes | None) -> OpenEntry | None:
     if not isinstance(at, int) or not (checkpoint is None or isinstance(checkpoint, str)):
         return None
     return OpenEntry(checkpoint, at)
+
+
+def slot_move(table: FareTable, *, direction: str | None, checkpoint: str | None, now: int,
+              passback_seconds: int) -> SlotMove:
+    """What :func:`~suishen.verifiers.transit.tap` will do to the slot (see the module
+    docstring), as the prediction :meth:`StateBackend.first_use_and_move` applies: a
+    flat fare keeps it, an exit clears it, an entry opens one unless it is a passback."""
+    if table.flat:
+        return KEEP_SLOT
+    if direction == "out":
+        return SlotMove(MoveKind.CLEAR)
+    return SlotMove(MoveKind.ENTER, encode_entry(OpenEntry(checkpoint, now)) or b"", now,
+                    passback_seconds, SLOT_TTL_SECONDS)
 
 
 class JourneyWriter(QueuedWriter[JourneyRecord]):
@@ -159,29 +186,49 @@ class TransitService:
         return hmac.new(self._secret, network.encode() + b"\x00" + handle,
                         hashlib.sha256).digest()[:20]
 
+    def move(self, table: FareTable, *, direction: str | None, checkpoint: str | None,
+             now: int) -> SlotMove:
+        """:func:`slot_move` with this service's passback window."""
+        return slot_move(table, direction=direction, checkpoint=checkpoint, now=now,
+                         passback_seconds=self.passback_seconds)
+
     async def step(self, table: FareTable, handle: bytes, found: bytes | None, *,
-                   direction: str | None, checkpoint: str | None, now: int) -> Step:
+                   direction: str | None, checkpoint: str | None, now: int,
+                   after: bytes | None = None, moved: bool = False) -> Step:
         """Apply one tap of a valid code to the citizen's open entry (``found``: the slot
-        as read with the single-use check), store the new entry, queue the closed
-        journeys. A refused tap (``step.reason``) changes nothing."""
+        as read with the single-use check; ``moved``: that check also applied
+        :meth:`move`, leaving ``after``), store the new entry, queue the closed journeys.
+        A refused tap (``step.reason``) leaves the slot as it was found."""
         slot = self.slot(handle, table.network)
+        held = after if moved else found  # what the slot holds, as far as we know
         for _ in range(MAX_SWAP_ATTEMPTS):
             step = tap(table, decode_entry(found), direction=direction, checkpoint=checkpoint,
                        now=now, passback_seconds=self.passback_seconds)
-            if step.reason is not None:
-                return step
-            new = encode_entry(step.open_entry)
-            if new != found:
+            new = found if step.reason is not None else encode_entry(step.open_entry)
+            if new != held:
                 done, current = await self._state.swap_slot(
-                    slot, expected=found, value=new, ttl_seconds=SLOT_TTL_SECONDS)
+                    slot, expected=held, value=new, ttl_seconds=SLOT_TTL_SECONDS)
                 if not done:
                     self._metrics.journey_conflicts.inc()
-                    found = current
+                    found = held = current
                     continue
-            for journey in step.closed:
-                self.writer.record(JourneyRecord(now * 1000, handle, journey))
+            if step.reason is None:
+                for journey in step.closed:
+                    self.writer.record(JourneyRecord(now * 1000, handle, journey))
             return step
         raise BackendUnavailable("journey state kept changing; tap not decided")
+
+    async def undo(self, table: FareTable, handle: bytes, *, found: bytes | None,
+                   after: bytes | None) -> None:
+        """Put back the slot a move changed for a tap that was refused after all (one
+        compare-and-set: if another tap has moved it since, that one stands)."""
+        if after == found:
+            return
+        try:
+            await self._state.swap_slot(self.slot(handle, table.network), expected=after,
+                                        value=found, ttl_seconds=SLOT_TTL_SECONDS)
+        except BackendUnavailable:
+            log.warning("journey slot of a refused tap not restored: state unavailable")
 
     async def history(self, handle: bytes, *, limit: int,
                       before: int | None) -> tuple[list[JourneyEntry], int | None]:

@@ -15,12 +15,14 @@ this process's memory (a code could pass once per process during the outage).
 Re-scannable scenes do not need Redis at all (fail open is safe there).
 
 Transit (issue 10, ``docs/transit.md``): in a metro, ferry or bus scene whose network
-has a fare table, the single-use check also reads the citizen's open entry (one Redis
-script); once the citizen is known to be active the tap is decided by the pure core
-(``suishen.verifiers.transit.tap``) and a refusal (``passback``, ``no_entry``) is the
-answer. The code's single use is consumed by then: a refused tap burns the code (the
-citizen needs a new one anyway; codes live 60 s), and the same code can never be tried
-again at another gate while the first answer is in flight. With Redis down and
+has a fare table, the single-use check also reads and moves the citizen's open entry
+(one Redis script, :meth:`TransitService.move`); once the citizen is known to be active
+the tap is decided by the pure core (``suishen.verifiers.transit.tap``) and a refusal
+(``passback``, ``no_entry``) is the answer; a code refused after the move (the citizen
+unknown or suspended in storage) has its move undone. The code's single use is
+consumed by then: a refused tap burns the code (the citizen needs a new one anyway;
+codes live 60 s), and the same code can never be tried again at another gate while the
+first answer is in flight. With Redis down and
 ``local`` single use, taps are accepted without a journey.
 """
 
@@ -94,11 +96,14 @@ class VerifyOutcome(msgspec.Struct, frozen=True):
 
 @dataclass(slots=True)
 class _Tap:
-    """A transit tap in flight: the network's table and the slot read with single use."""
+    """A transit tap in flight: the network's table, the slot as found with single use
+    and as the move left it (``read``: single use was first and moved the slot)."""
 
     table: FareTable
     found: bytes | None = None
+    after: bytes | None = None
     read: bool = False
+    handle: bytes = b""  # whose slot was moved
 
 
 class VerifyService:
@@ -206,9 +211,14 @@ class VerifyService:
             outcome = msgspec.structs.replace(outcome, enterprise=public_view(
                 name=enterprise.name, uscc=enterprise.uscc,
                 attributes=enterprise.attributes, allowed=partner.enterprise_attributes))
-        if tapping is not None and outcome.valid and tapping.read:
-            outcome = await self._journey(outcome, decision, tapping, checkpoint=checkpoint,
-                                          direction=direction, now=int(now))
+        if tapping is not None and tapping.read:
+            if outcome.valid:
+                outcome = await self._journey(outcome, decision, tapping,
+                                              checkpoint=checkpoint, direction=direction,
+                                              now=int(now))
+            elif self._transit is not None:
+                await self._transit.undo(tapping.table, tapping.handle,
+                                         found=tapping.found, after=tapping.after)
         self._record(outcome, decision, partner, policy, checkpoint=checkpoint,
                      direction=direction, request_id=request_id)
         return outcome
@@ -222,8 +232,9 @@ class VerifyService:
             ttl = max(1, expires_at + self._skew - now_s + 1)
             handle = decision.subject_handle
             if tapping is not None and handle is not None and decision.valid:
-                first = await self._first_use_and_read(decision.replay_key, ttl, now_s,
-                                                       tapping, handle)
+                first = await self._first_use_and_move(decision.replay_key, ttl, now_s,
+                                                       tapping, handle, checkpoint=checkpoint,
+                                                       direction=direction)
             else:
                 first = await self._first_use(decision.replay_key, ttl, now_s)
             if not first:
@@ -333,9 +344,10 @@ class VerifyService:
                        now: int) -> VerifyOutcome:
         """The tap of a valid transit code: a refusal, or the outcome with its journey."""
         assert self._transit is not None and decision.subject_handle is not None
-        step = await self._transit.step(tapping.table, decision.subject_handle,
+        step = await self._transit.step(tapping.table, tapping.handle,
                                         tapping.found, direction=direction,
-                                        checkpoint=checkpoint, now=now)
+                                        checkpoint=checkpoint, now=now,
+                                        after=tapping.after, moved=True)
         if step.reason is not None:
             return VerifyOutcome(False, step.reason, outcome.verified_at)
         journey = step.journey
@@ -343,13 +355,18 @@ class VerifyService:
             return outcome
         return msgspec.structs.replace(outcome, journey=journey)
 
-    async def _first_use_and_read(self, key: bytes, ttl: int, now: int, tapping: _Tap,
-                                  handle: bytes) -> bool:
+    async def _first_use_and_move(self, key: bytes, ttl: int, now: int, tapping: _Tap,
+                                  handle: bytes, *, checkpoint: str | None,
+                                  direction: str | None) -> bool:
         assert self._transit is not None
-        slot = self._transit.slot(handle, tapping.table.network)
+        transit = self._transit
+        slot = transit.slot(handle, tapping.table.network)
+        move = transit.move(tapping.table, direction=direction, checkpoint=checkpoint,
+                            now=now)
+        tapping.handle = handle
         try:
-            first, tapping.found = await self._state.first_use_and_read(
-                key, ttl_seconds=ttl, slot=slot)
+            first, tapping.found, tapping.after = await self._state.first_use_and_move(
+                key, ttl_seconds=ttl, slot=slot, move=move)
         except BackendUnavailable:
             # Falls back as single use does (fail closed, or local without a journey).
             return await self._first_use(key, ttl, now)

@@ -29,7 +29,7 @@ import msgspec
 
 from suishen.app.storage.devices import DeviceRepository
 from suishen.app.storage.enterprises import EnterpriseRepository
-from suishen.app.storage.transit import TransitRepository
+from suishen.app.storage.transit import SlotMove, TransitRepository
 from suishen.app.storage.venues import VenueRepository
 from suishen.errors import StorageError
 from suishen.keys.keyset import KeySetStore
@@ -273,12 +273,13 @@ class StateBackend(Protocol):
         """Atomically mark a single-use key; True only for the first call while it is
         remembered (``ttl_seconds`` from now)."""
 
-    async def first_use_and_read(
-        self, key: bytes, *, ttl_seconds: int, slot: bytes
-    ) -> tuple[bool, bytes | None]:
-        """:meth:`first_use` of ``key`` and, in the same atomic step, the value of the
-        journey slot ``slot`` (None when empty, or when the key was used already): one
-        round trip for a transit tap (issue 10)."""
+    async def first_use_and_move(
+        self, key: bytes, *, ttl_seconds: int, slot: bytes, move: SlotMove
+    ) -> tuple[bool, bytes | None, bytes | None]:
+        """:meth:`first_use` of ``key`` and, in the same atomic step for a first use, the
+        journey slot ``slot`` moved by ``move`` (:meth:`SlotMove.predict`): returns
+        ``(first, found, after)``, the slot's value before and after (``(False, None,
+        None)`` when the key was used already). One round trip for a transit tap."""
 
     async def swap_slot(
         self, slot: bytes, *, expected: bytes | None, value: bytes | None, ttl_seconds: int

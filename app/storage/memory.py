@@ -26,6 +26,7 @@ from pathlib import Path
 
 from suishen.app.clock import SYSTEM_CLOCK, Clock
 from suishen.app.storage.base import Event, EventHandler
+from suishen.app.storage.transit import SlotMove
 from suishen.verifiers.memory import InMemoryReplay
 
 log = logging.getLogger(__name__)
@@ -124,13 +125,18 @@ class MemoryState:
             return self._durable.first_use(key, expires_at=now + ttl_seconds, now=now)
         return self._replay.first_use(key, expires_at=now + ttl_seconds, now=now)
 
-    async def first_use_and_read(
-        self, key: bytes, *, ttl_seconds: int, slot: bytes
-    ) -> tuple[bool, bytes | None]:
+    async def first_use_and_move(
+        self, key: bytes, *, ttl_seconds: int, slot: bytes, move: SlotMove
+    ) -> tuple[bool, bytes | None, bytes | None]:
         # One event loop and no await in between: atomic for this process.
         if not await self.first_use(key, ttl_seconds=ttl_seconds):
-            return False, None
-        return True, self._read_slot(slot, int(self._clock()))
+            return False, None, None
+        now = int(self._clock())
+        found = self._read_slot(slot, now)
+        after = move.predict(found)
+        if after != found:
+            self._write_slot(slot, after, expires_at=now + max(1, move.ttl_seconds))
+        return True, found, after
 
     async def swap_slot(
         self, slot: bytes, *, expected: bytes | None, value: bytes | None, ttl_seconds: int
@@ -139,14 +145,16 @@ class MemoryState:
         current = self._read_slot(slot, now)
         if current != expected:
             return False, current
-        expires_at = now + max(1, ttl_seconds)
+        self._write_slot(slot, value, expires_at=now + max(1, ttl_seconds))
+        return True, None
+
+    def _write_slot(self, slot: bytes, value: bytes | None, *, expires_at: int) -> None:
         if self._durable is not None:
             self._durable.write_slot(slot, value, expires_at=expires_at)
         elif value is None:
             self._slots.pop(slot, None)
         else:
             self._slots[slot] = (value, expires_at)
-        return True, None
 
     def _read_slot(self, slot: bytes, now: int) -> bytes | None:
         if self._durable is not None:

@@ -54,6 +54,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from suishen.app.storage.base import Event, EventHandler
 from suishen.app.storage.redis_fast import FastRedis, NoScriptError, ReplyError, UnsupportedURL
+from suishen.app.storage.transit import SlotMove
 from suishen.errors import BackendUnavailable, ConfigError, describe
 
 __all__ = ["RedisState"]
@@ -99,13 +100,30 @@ return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*',
 
 
 # Transit taps (issue 10). KEYS[1] = the code's single-use key, KEYS[2] = the citizen's
-# journey slot; ARGV = token, ttl. Single use as in first_use (SET NX GET; the caller's
-# own token counts as first), then, for a first use only, the slot's value: one round
-# trip. The journey rules themselves stay in Python (suishen.verifiers.transit.tap).
-_FIRST_USE_READ_LUA = """
+# journey slot; ARGV = token, ttl, move kind, value, now, passback seconds, slot ttl.
+# Single use as in first_use (SET NX GET; the caller's own token counts as first), then,
+# for a first use only, the slot's value and the tap's predicted move applied to it
+# (suishen.app.storage.transit.SlotMove.predict is the reference; the contract suite
+# checks this script against it): one round trip. The journey rules themselves stay in
+# Python (suishen.verifiers.transit.tap), which checks the prediction.
+_FIRST_USE_MOVE_LUA = """
 local old = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'GET', 'EX', ARGV[2])
-if old and old ~= ARGV[1] then return {0, false} end
-return {1, redis.call('GET', KEYS[2])}
+if old and old ~= ARGV[1] then return {0, false, false} end
+local cur = redis.call('GET', KEYS[2])
+local kind = ARGV[3]
+if kind == 'keep' then return {1, cur, cur} end
+if kind == 'clear' then
+  if cur then redis.call('DEL', KEYS[2]) end
+  return {1, cur, false}
+end
+if cur then
+  local at = tonumber(string.match(cur, '^%[(%-?%d+),'))
+  if at and math.max(0, tonumber(ARGV[5]) - at) < tonumber(ARGV[6]) then
+    return {1, cur, cur}
+  end
+end
+redis.call('SET', KEYS[2], ARGV[4], 'EX', ARGV[7])
+return {1, cur, ARGV[4]}
 """
 
 # KEYS[1] = journey slot; ARGV = expected ('' = empty), new value ('' = delete), ttl.
@@ -197,7 +215,7 @@ class RedisState:
         # SET NX GET needs Redis >= 7.0; cleared (once, with a warning) on an older one.
         self._set_nx_get = True
         self._publish_script = self._redis.register_script(_PUBLISH_LUA)
-        self._first_read_script = self._redis.register_script(_FIRST_USE_READ_LUA)
+        self._first_move_script = self._redis.register_script(_FIRST_USE_MOVE_LUA)
         self._swap_script = self._redis.register_script(_SWAP_SLOT_LUA)
         # Change-feed position of this process.
         self._handler: EventHandler | None = None
@@ -333,20 +351,22 @@ class RedisState:
         except ReplyError as exc:
             raise BackendUnavailable(f"Redis unavailable: {describe(exc)}") from None
 
-    async def first_use_and_read(
-        self, key: bytes, *, ttl_seconds: int, slot: bytes
-    ) -> tuple[bool, bytes | None]:
-        """One script: ``SET NX GET`` on the code's key, then ``GET`` of the journey
-        slot ``<prefix>:journey:<hex>``. Needs Redis >= 7.0 (SET NX GET) and, on Redis
-        Cluster, would need both keys in one slot: use a standalone Redis (or a
+    async def first_use_and_move(
+        self, key: bytes, *, ttl_seconds: int, slot: bytes, move: SlotMove
+    ) -> tuple[bool, bytes | None, bytes | None]:
+        """One script: ``SET NX GET`` on the code's key, then the journey slot
+        ``<prefix>:journey:<hex>`` read and moved. Needs Redis >= 7.0 (SET NX GET) and,
+        on Redis Cluster, would need both keys in one slot: use a standalone Redis (or a
         replicated primary) for transit."""
         reply = await self._script(
-            self._first_read_script, _FIRST_USE_READ_LUA,
+            self._first_move_script, _FIRST_USE_MOVE_LUA,
             [self._once_key(key), self._slot_key(slot)],
-            [os.urandom(8), max(1, int(ttl_seconds))],
+            [os.urandom(8), max(1, int(ttl_seconds)), move.kind.value, move.value,
+             move.now, move.passback_seconds, max(1, int(move.ttl_seconds))],
         )
-        first, value = reply[0], reply[1]
-        return bool(int(first)), _bytes(value)
+        if not int(reply[0]):
+            return False, None, None
+        return True, _bytes(reply[1]), _bytes(reply[2])
 
     async def swap_slot(
         self, slot: bytes, *, expected: bytes | None, value: bytes | None, ttl_seconds: int

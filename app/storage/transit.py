@@ -14,18 +14,72 @@ contract suite in ``tests/contract/test_transit.py`` runs against both.
   service re-verified (``POST /v1/gate-events``), unique per (partner, gate, use).
   :meth:`TransitRepository.store_gate_taps` stores a batch of them, their history rows
   and the re-paired journeys in ONE transaction: a refused upload writes nothing.
+* A **slot move** (:class:`SlotMove`) is what a transit tap will do to the citizen's
+  journey slot, fixed before the slot is read, so that the fast state applies it in the
+  same atomic step as the code's single use
+  (:meth:`suishen.app.storage.base.StateBackend.first_use_and_move`: one Redis round
+  trip per tap instead of two). It is a *prediction*: the journey rules stay in
+  :func:`suishen.verifiers.transit.tap`, which the caller runs on the value found and
+  compares with what the move left; a disagreement (possible only for a slot value
+  that :func:`suishen.app.services.transit.encode_entry` did not write) is repaired with
+  a compare-and-set. ``tests/test_slot_move.py`` proves prediction and rules agree on
+  every well-formed value; ``tests/contract/test_transit.py`` that the Redis script and
+  :meth:`SlotMove.predict` agree on every value.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from suishen.verifiers.transit import Journey, JourneyStatus
 
 if TYPE_CHECKING:
     from suishen.app.storage.base import AuditRecord
+
+class MoveKind(Enum):
+    """How a tap moves the journey slot (the Redis script receives the value)."""
+
+    KEEP = "keep"  # a flat fare: the slot is not touched
+    CLEAR = "clear"  # an exit: the open entry (if any) is closed
+    ENTER = "enter"  # an entry: opens one, unless the open one is a passback
+
+
+# The ``at`` of a slot value ``[at, checkpoint]`` (what encode_entry writes). The Redis
+# script matches the same prefix with the Lua pattern '^%[(%-?%d+),'.
+_SLOT_AT = re.compile(rb"\[(-?[0-9]+),")
+
+
+@dataclass(frozen=True, slots=True)
+class SlotMove:
+    """A tap's change to a journey slot, decided before the slot is read (see the module
+    docstring). ``ENTER`` stores ``value`` for ``ttl_seconds`` unless the slot holds an
+    entry made less than ``passback_seconds`` before ``now`` (a passback: unchanged)."""
+
+    kind: MoveKind
+    value: bytes = b""
+    now: int = 0
+    passback_seconds: int = 0
+    ttl_seconds: int = 1
+
+    def predict(self, found: bytes | None) -> bytes | None:
+        """The slot's value after this move, given its value ``found`` before (the
+        reference for every state backend's implementation)."""
+        if self.kind is MoveKind.KEEP:
+            return found
+        if self.kind is MoveKind.CLEAR:
+            return None
+        if found is not None:
+            at = _SLOT_AT.match(found)
+            if at is not None and max(0, self.now - int(at.group(1))) < self.passback_seconds:
+                return found
+        return self.value
+
+
+KEEP_SLOT = SlotMove(MoveKind.KEEP)
 
 # The journeys table's columns, in JourneyRecord.as_row order, for both SQL backends.
 JOURNEY_COLUMNS = (

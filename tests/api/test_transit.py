@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -277,6 +278,23 @@ async def test_a_suspended_citizen_opens_no_journey(capi: Clocked) -> None:
                           json={"status": "active", "attributes": {}})
     out = await capi.tap(gate, "susp", "metro", "L1-S01-G1", "out")
     assert out["reason"] == "no_entry"
+
+
+async def test_a_tap_refused_after_its_move_leaves_the_slot_as_it_was(capi: Clocked) -> None:
+    """The single-use script moves the slot before the citizen's status is read; a code
+    then refused (here: a well-signed code of a citizen the service does not know) has
+    the move undone -- no entry is left open."""
+    await capi.fares("metro", METRO)
+    gate = await capi.partner(["metro"])
+    await capi.refresh(gate)
+    stranger = os.urandom(10)
+    issuer = capi.runtime.keys.view().issuer
+    code = str(issuer.issue_personal(stranger, now=int(capi.now[0]), ttl=60).text)
+    r = await capi.verify(gate, code, "metro", checkpoint="L1-S01-G1", direction="in")
+    assert r.json()["reason"] == "revoked"
+    slot = capi.runtime.transit.slot(stranger, "metro")
+    assert await capi.runtime.state.swap_slot(slot, expected=b"-", value=None,
+                                              ttl_seconds=60) == (False, None)
 
 
 # --- the citizen's journeys and settlement ---------------------------------------------

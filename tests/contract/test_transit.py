@@ -1,5 +1,5 @@
 """Transit contract (issue 10): fare tables and journey records on SQLite and
-PostgreSQL; journey slots (single use + read in one step, compare-and-set) on the
+PostgreSQL; journey slots (single use + move in one step, compare-and-set) on the
 in-process state and on Redis."""
 
 from __future__ import annotations
@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import secrets
 from pathlib import Path
 
 from suishen.app.storage.base import AuditRecord, Database, StateBackend
 from suishen.app.storage.memory import MemoryState
-from suishen.app.storage.transit import GateTap, JourneyRecord
+from suishen.app.storage.transit import KEEP_SLOT, GateTap, JourneyRecord, MoveKind, SlotMove
 from suishen.verifiers.transit import Journey, JourneyStatus
 from tests.contract.conftest import StateKit
 
@@ -168,16 +169,73 @@ async def test_a_gate_upload_is_one_transaction(db: Database) -> None:
 
 
 # --- journey slots --------------------------------------------------------------------
-async def test_first_use_and_read(state: StateBackend) -> None:
+ENTER = b'[1800000000,"L1-S01-G1"]'
+
+
+def enter(now: int = 1_800_000_000, passback: int = 120) -> SlotMove:
+    return SlotMove(MoveKind.ENTER, ENTER, now, passback, 600)
+
+
+async def test_first_use_and_move(state: StateBackend) -> None:
     key, slot = os.urandom(16), os.urandom(20)
-    assert await state.first_use_and_read(key, ttl_seconds=60, slot=slot) == (True, None)
-    assert await state.first_use_and_read(key, ttl_seconds=60, slot=slot) == (False, None)
-    assert await state.swap_slot(slot, expected=None, value=b"[1,\"A-1\"]", ttl_seconds=60) == (
+    # A first use moves the slot: empty -> the entry.
+    assert await state.first_use_and_move(key, ttl_seconds=60, slot=slot, move=enter()) == (
+        True, None, ENTER)
+    # A used key moves nothing and reads nothing.
+    assert await state.first_use_and_move(
+        key, ttl_seconds=60, slot=slot, move=SlotMove(MoveKind.CLEAR)) == (False, None, None)
+    assert await state.swap_slot(slot, expected=None, value=b"x", ttl_seconds=60) == (
+        False, ENTER)
+    # Another entry within the passback leaves the slot; an exit clears it; keep keeps.
+    assert await state.first_use_and_move(
+        os.urandom(16), ttl_seconds=60, slot=slot, move=enter(1_800_000_030)) == (
+        True, ENTER, ENTER)
+    assert await state.first_use_and_move(
+        os.urandom(16), ttl_seconds=60, slot=slot, move=KEEP_SLOT) == (True, ENTER, ENTER)
+    assert await state.first_use_and_move(
+        os.urandom(16), ttl_seconds=60, slot=slot, move=SlotMove(MoveKind.CLEAR)) == (
+        True, ENTER, None)
+    assert await state.swap_slot(slot, expected=None, value=None, ttl_seconds=60) == (
         True, None)
-    assert await state.first_use_and_read(os.urandom(16), ttl_seconds=60, slot=slot) == (
-        True, b"[1,\"A-1\"]")
     # the single-use key is the ordinary one: first_use sees it consumed
     assert await state.first_use(key, ttl_seconds=60) is False
+
+
+# Slot values a move may find: what encode_entry writes (entries at and around the
+# passback edge, negative and far-future clocks, checkpoints with JSON escapes) and what
+# it never writes (garbage, near misses of the pattern), so that the Redis script and
+# SlotMove.predict are compared on both sides of every branch.
+def _found_values(rng: random.Random) -> list[bytes | None]:
+    now = 1_800_000_000
+    values: list[bytes | None] = [None, b"[", b"[,", b"[1800000000]", b"[-,1]",
+                                  b"[1800000000 ,\"A\"]", b"[05,null]", b"x[1,2]",
+                                  b"[1.5,\"A\"]", b"[99999999999999999999,null]",
+                                  b"[-1800000000,null]", "[1,\"站\"]".encode()]
+    for _ in range(60):
+        at = now + rng.choice([-10**6, -121, -120, -119, -1, 0, 1, 5, 10**6]) + rng.randint(-2, 2)
+        checkpoint = rng.choice([None, "L1-S01-G1", 'q"u\\o', "站台"])
+        values.append(json.dumps([at, checkpoint], separators=(",", ":")).encode())
+    return values
+
+
+async def test_first_use_and_move_agrees_with_predict(state: StateBackend) -> None:
+    rng = random.Random(20261203)
+    moves = [KEEP_SLOT, SlotMove(MoveKind.CLEAR), enter(), enter(passback=0),
+             enter(1_800_000_120), enter(1_700_000_000)]
+    for found in _found_values(rng):
+        for move in moves:
+            slot = os.urandom(20)
+            if found is not None:
+                assert (await state.swap_slot(slot, expected=None, value=found,
+                                              ttl_seconds=60))[0]
+            first, seen, after = await state.first_use_and_move(
+                os.urandom(16), ttl_seconds=60, slot=slot, move=move)
+            assert (first, seen) == (True, found)
+            assert after == move.predict(found), (found, move)
+            # and the slot holds what the move says it left
+            held = (await state.swap_slot(slot, expected=b"\x00never", value=None,
+                                          ttl_seconds=60))[1]
+            assert held == after, (found, move)
 
 
 async def test_swap_slot_is_compare_and_set(state_kit: StateKit) -> None:
