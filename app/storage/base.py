@@ -288,9 +288,11 @@ class StateBackend(Protocol):
         ``ttl_seconds`` only if it still holds ``expected``. Returns ``(True, None)``
         when done, else ``(False, current value)`` so that the caller can decide again."""
 
-    async def rate_limit(self, partner_id: str, *, per_second: int, now_ms: int) -> float:
-        """Take one request from the partner's budget of ``per_second`` requests per
-        second, shared by all processes. 0.0 when allowed, else the seconds to wait."""
+    async def rate_limit(self, partner_id: str, *, per_second: int, now_ms: int,
+                         count: int = 1) -> float:
+        """Take ``count`` requests at once from the partner's budget of ``per_second``
+        requests per second, shared by all processes: all of them (0.0) or none (the
+        seconds to wait until they would all fit)."""
 
     async def publish(self, event: Event) -> None:
         """Deliver ``event`` to every process's handler (this one's included)."""

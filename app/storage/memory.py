@@ -164,7 +164,8 @@ class MemoryState:
             return None
         return hit[0]
 
-    async def rate_limit(self, partner_id: str, *, per_second: int, now_ms: int) -> float:
+    async def rate_limit(self, partner_id: str, *, per_second: int, now_ms: int,
+                         count: int = 1) -> float:
         # Token bucket: capacity = one second's worth, refilled continuously.
         # Elapsed time is taken in integer milliseconds: seconds since the epoch as floats
         # lose the digits a 100 ms refill needs.
@@ -173,11 +174,11 @@ class MemoryState:
         tokens = min(float(per_second), tokens + elapsed_ms * per_second / 1000)
         # Refills are float sums: allow a hair of rounding, or the request that arrives
         # exactly when a token is due would be refused.
-        if tokens >= 1.0 - 1e-9:
-            self._buckets[partner_id] = (max(0.0, tokens - 1.0), float(now_ms))
+        if tokens >= count - 1e-9:
+            self._buckets[partner_id] = (max(0.0, tokens - count), float(now_ms))
             return 0.0
         self._buckets[partner_id] = (tokens, float(now_ms))
-        return (1.0 - tokens) / per_second
+        return (count - tokens) / per_second
 
     def subscribe(self, handler: EventHandler) -> None:
         self._handler = handler

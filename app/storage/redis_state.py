@@ -70,17 +70,19 @@ _BACKOFF_MAX = 1.0
 
 # GCRA: each allowed request moves the "theoretical arrival time" (TAT) on by 1/rate
 # seconds; a request is allowed while TAT stays within one second of now, i.e. up to
-# ``rate`` requests in a burst, then ``rate`` per second. Times are milliseconds given by
+# ``rate`` requests in a burst, then ``rate`` per second (``count`` requests at once move
+# it on by count/rate: all of them fit, or none is taken). Times are milliseconds given by
 # the caller (time is a parameter); the key expires when the bucket is full again.
 # 1/rate is rarely exact in binary: a microsecond of tolerance keeps the rate-th request
 # of a burst from being refused for a rounding error.
 _RATE_LIMIT_LUA = """
 local now = tonumber(ARGV[1])
 local rate = tonumber(ARGV[2])
+local count = tonumber(ARGV[3] or '1')
 local interval = 1000 / rate
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
-local new_tat = tat + interval
+local new_tat = tat + interval * count
 local wait = new_tat - 1000 - now
 if wait > 0.001 then
   return string.format('%.6f', wait)
@@ -389,27 +391,29 @@ class RedisState:
                         "now takes two round trips for a refused code; upgrade Redis")
         return True
 
-    async def rate_limit(self, partner_id: str, *, per_second: int, now_ms: int) -> float:
+    async def rate_limit(self, partner_id: str, *, per_second: int, now_ms: int,
+                         count: int = 1) -> float:
         """GCRA on ``<prefix>:rl:{<partner>}``: 0.0 when allowed, else seconds to wait."""
-        if per_second < 1:
-            raise ValueError("per_second must be at least 1")
+        if per_second < 1 or count < 1:
+            raise ValueError("per_second and count must be at least 1")
         fast = self._fast
         if fast is not None:
             key = self._rate_key(partner_id)
             try:
                 try:
                     reply = await fast.execute(
-                        b"EVALSHA", self._rate_sha, 1, key, now_ms, per_second
+                        b"EVALSHA", self._rate_sha, 1, key, now_ms, per_second, count
                     )
                 except NoScriptError:  # a new or restarted Redis: EVAL also caches it
                     reply = await fast.execute(
-                        b"EVAL", _RATE_LIMIT_LUA, 1, key, now_ms, per_second
+                        b"EVAL", _RATE_LIMIT_LUA, 1, key, now_ms, per_second, count
                     )
                 return float(reply) / 1000
             except (ReplyError, TypeError, ValueError) as exc:
                 raise BackendUnavailable(f"Redis unavailable: {describe(exc)}") from None
         wait_ms = await self._call(
-            self._rate_script(keys=[self._rate_key(partner_id)], args=[now_ms, per_second])
+            self._rate_script(keys=[self._rate_key(partner_id)],
+                              args=[now_ms, per_second, count])
         )
         return float(_text(wait_ms)) / 1000
 

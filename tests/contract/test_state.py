@@ -96,6 +96,19 @@ async def test_rate_limit_allows_a_second_worth_then_asks_to_wait(state: StateBa
     assert await state.rate_limit(uid("other"), per_second=10, now_ms=NOW_MS) == 0.0
 
 
+async def test_rate_limit_takes_a_count_whole_or_not_at_all(state: StateBackend) -> None:
+    partner = uid("lease")
+    assert await state.rate_limit(partner, per_second=10, now_ms=NOW_MS, count=6) == 0.0
+    # 4 left: 5 do not fit (and none is taken), 4 do, then nothing.
+    wait = await state.rate_limit(partner, per_second=10, now_ms=NOW_MS, count=5)
+    assert 0.09 <= wait <= 0.11
+    assert await state.rate_limit(partner, per_second=10, now_ms=NOW_MS, count=4) == 0.0
+    assert await state.rate_limit(partner, per_second=10, now_ms=NOW_MS) > 0
+    # 300 ms later, 3 are back.
+    assert await state.rate_limit(partner, per_second=10, now_ms=NOW_MS + 300, count=3) == 0.0
+    assert await state.rate_limit(partner, per_second=10, now_ms=NOW_MS + 300) > 0
+
+
 async def test_rate_limit_is_shared_by_processes(state_kit: StateKit) -> None:
     a, b = await state_kit.new(), await state_kit.new()
     partner = uid("hospital")
