@@ -94,7 +94,7 @@ def serve(*, host: str | None = None, port: int | None = None, workers: int | No
 
     configure_logging(settings.log_level)
     uvicorn.run(
-        "suishen.app.main:create_app",
+        "suishen.app.main:create_served_app",
         factory=True,
         host=listen,
         port=port or settings.port,
