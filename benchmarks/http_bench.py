@@ -455,8 +455,12 @@ class Bench:
         cpu0, client0, t0 = server.cpu(), _client_cpu(), time.perf_counter()
         result: loadgen.Result = loadgen.run(runner())
         wall = time.perf_counter() - t0
+        # The server's share over the time load was applied: wrk's own duration when it
+        # is the client (not its script start-up, see wrkload.WrkResult.load_seconds).
+        loaded = getattr(result, "load_seconds", math.nan)
+        busy = loaded if 0 < loaded < wall else wall
         measured = Measured(label, server.name, result,
-                            (server.cpu() - cpu0) / wall, (_client_cpu() - client0) / wall)
+                            (server.cpu() - cpu0) / busy, (_client_cpu() - client0) / wall)
         self.log.append(measured)
         print(f"  {label:<34} {server.name:<15} {result.summary()}; "
               f"cpu srv {measured.server_cpu:.0%} cli {measured.client_cpu:.0%}", flush=True)
@@ -835,7 +839,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         print("req/s: best of the rounds (closed loop) or achieved rate (open loop); p50/p99 "
               "from request write to full answer; srv/cli: CPU share of one core used by "
-              "the server process / the load client during the run; ratio: service "
+              "the server process while load was applied (wrk's own duration, not its script "
+              "start-up) / the load client over the whole run; ratio: service "
               "throughput / naive baseline throughput measured in this run.")
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

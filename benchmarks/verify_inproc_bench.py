@@ -12,7 +12,11 @@ do not count other processes on a shared machine):
   codes (what the call cannot avoid);
 * ``remainder``: whole minus signature, the service's own Python work (SPEC §7: the
   library verify must reach 0.7x the limit app, which is raw ASGI + msgspec + one
-  signature check, so this is the part to keep small).
+  signature check, so this is the part to keep small);
+* ``limit app``: ``benchmarks/limit_app.py``'s ASGI callable over the same requests
+  (decode, parse, one signature, a fixed answer), so the service's own work can be read
+  against the limit's in the same run; ``audit store``: process CPU (all threads) of
+  storing the queued audit records, which a server does in the background.
 
 Each figure is the median of ``--rounds`` rounds (3) of ``--requests`` requests
 (20,000), timed in chunks of 1,000 with the queued audit records stored between
@@ -99,6 +103,18 @@ async def _setup(client: httpx.AsyncClient) -> tuple[bytes, list[str]]:
     return f"Bearer {t.json()['access_token']}".encode(), codes
 
 
+async def _limit_app(app: Any) -> Any:
+    """benchmarks/limit_app.py's ASGI app with this app's verification keys."""
+    import limit_app  # beside this script (sys.path[0])
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://bench") as client:
+        jwks = (await client.get("/v1/keys")).text
+    path = Path(tempfile.mkdtemp(prefix="verify-inproc-keys-")) / "jwks.json"
+    path.write_text(jwks, encoding="utf-8")
+    return limit_app.create_app(str(path))
+
+
 def _signature_round(app: Any, codes: list[str], n: int) -> float:
     """Thread-CPU us of PublicKey.verify alone over the codes' signatures."""
     ring = app.state.runtime.keys.view().keyring
@@ -150,7 +166,7 @@ async def _main(args: argparse.Namespace) -> None:
             else:
                 answers.append(message["body"])
 
-        async def one(i: int) -> None:
+        async def one(i: int, target: Any = app) -> None:
             message = messages[i]
 
             async def receive() -> Any:
@@ -158,7 +174,7 @@ async def _main(args: argparse.Namespace) -> None:
 
             # A fresh scope per request, as a server gives one (the app may write to it).
             scope = dict(scopes[i])
-            await app(scope, receive, send)
+            await target(scope, receive, send)
 
         def check() -> None:
             assert set(statuses) == {200}, statuses[:5]
@@ -193,8 +209,22 @@ async def _main(args: argparse.Namespace) -> None:
             check()
             pstats.Stats(profile).sort_stats("tottime").print_stats(args.top)
             return
-        whole, sig, stored = [], [], []
+        limit = await _limit_app(app)
+
+        async def limit_round() -> float:
+            for i in range(CODES * 4):  # warm-up
+                await one(i % CODES, limit)
+            check()
+            started = time.thread_time()
+            for i in range(n):
+                await one(i % CODES, limit)
+            spent = time.thread_time() - started
+            check()
+            return float(spent / n * 1e6)
+
+        whole, sig, stored, limited = [], [], [], []
         for _ in range(args.rounds):
+            limited.append(await limit_round())
             spent = store = 0.0
             for chunk in range(0, n, FLUSH_EVERY):
                 started = time.thread_time()
@@ -218,6 +248,9 @@ async def _main(args: argparse.Namespace) -> None:
         print(f"  signature alone : {s:7.1f} us/request   rounds {_fmt(sig)}")
         print(f"  remainder       : {rest:7.1f} us/request   (median of the rounds' "
               "differences: whole and signature rounds alternate)")
+        print(f"  limit app       : {statistics.median(limited):7.1f} us/request   rounds "
+              f"{_fmt(limited)}   (service / limit per request: "
+              f"{w / statistics.median(limited):.2f})")
         print(f"  audit store     : {statistics.median(stored):7.1f} us/request   (process "
               "CPU of storing the queued records, all threads; the server does it in the "
               "background on the same core)")
