@@ -50,3 +50,33 @@ def test_each_kind_of_move_is_reached() -> None:
                        passback_seconds=120).kind
              for table in TABLES for d in (None, "in", "out")}
     assert kinds == set(MoveKind)
+
+
+@settings(max_examples=500)
+@given(entry=entries)
+def test_slot_values_keep_their_bytes(entry):
+    """Slot values live in Redis across deploys: the encoder keeps json.dumps's compact,
+    ASCII-escaped bytes (a changed byte would read as a slot the service did not write)."""
+    import json
+
+    want = None if entry is None else json.dumps(
+        [entry.at, entry.checkpoint], separators=(",", ":")).encode()
+    assert encode_entry(entry) == want
+    assert decode_entry(want) == entry
+
+
+@given(handle=st.binary(min_size=10, max_size=10), network=st.sampled_from(["metro", "bus", "线"]))
+def test_the_slot_is_the_documented_keyed_hash(handle, network):
+    """docs/transit.md: HMAC-SHA256(secret, network || 0x00 || handle)[:20], whatever
+    slot() caches to compute it."""
+    import hashlib
+    import hmac
+
+    from suishen.app.services.transit import TransitService
+
+    secret = b"k" * 32
+    service = TransitService(None, None, secret=secret, writer=None,  # type: ignore[arg-type]
+                             metrics=None, passback_seconds=0)  # type: ignore[arg-type]
+    want = hmac.new(secret, network.encode() + b"\x00" + handle, hashlib.sha256).digest()[:20]
+    assert service.slot(handle, network) == want
+    assert service.slot(handle, network) == want  # the keyed state is copied, not spent
