@@ -103,14 +103,15 @@ async def _setup(client: httpx.AsyncClient) -> tuple[bytes, list[str]]:
     return f"Bearer {t.json()['access_token']}".encode(), codes
 
 
-async def _limit_app(app: Any) -> Any:
-    """benchmarks/limit_app.py's ASGI app with this app's verification keys."""
+async def _limit_app(app: Any, folder: Path) -> Any:
+    """benchmarks/limit_app.py's ASGI app with this app's verification keys (their JWK
+    Set written into ``folder``, the run's data directory)."""
     import limit_app  # beside this script (sys.path[0])
 
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://bench") as client:
         jwks = (await client.get("/v1/keys")).text
-    path = Path(tempfile.mkdtemp(prefix="verify-inproc-keys-")) / "jwks.json"
+    path = folder / "limit-jwks.json"
     path.write_text(jwks, encoding="utf-8")
     return limit_app.create_app(str(path))
 
@@ -209,7 +210,7 @@ async def _main(args: argparse.Namespace) -> None:
             check()
             pstats.Stats(profile).sort_stats("tottime").print_stats(args.top)
             return
-        limit = await _limit_app(app)
+        limit = await _limit_app(app, tmp)
 
         async def limit_round() -> float:
             for i in range(CODES * 4):  # warm-up
