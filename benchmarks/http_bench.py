@@ -505,7 +505,9 @@ class Bench:
         each run (warm-up included) and each is sent at most once.
         """
         best: dict[str, Measured] = {}
+        per_round: list[dict[str, float]] = []
         for rnd in range(self.args.rounds):
+            per_round.append({})
             order = list(pairs) if rnd % 2 == 0 else list(reversed(pairs))
             for server, source in order:
                 once = isinstance(source, Minted)
@@ -525,8 +527,16 @@ class Bench:
                 if isinstance(source, Minted):
                     source.observed(run.result)
                 key = server.name
+                per_round[-1][key] = run.result.throughput
                 if key not in best or run.result.throughput > best[key].result.throughput:
                     best[key] = run
+        # The ratios round by round (each round runs every server once, back to back):
+        # how far the best-of ratio in the table is from what a single round says.
+        first = pairs[0][0].name
+        for server, _ in pairs[1:]:
+            ratios = [r[first] / r[server.name] for r in per_round if r.get(server.name)]
+            print(f"  {label}: {first} / {server.name} round by round: "
+                  + ", ".join(f"{x:.2f}x" for x in ratios), flush=True)
         return [best[server.name] for server, _ in pairs]
 
 
