@@ -12,7 +12,6 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.routing import APIRoute
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
 
 from suishen.app.auth.errors import (
     AuthError,
@@ -157,37 +156,3 @@ async def _operator_check(request: Request) -> None:
 
 OperatorFirst = auth_first(_operator_check)
 BodyFirst = auth_first(None)  # routes whose authentication is a dependency, or none
-
-
-# --- the fast lane (bare ASGI endpoints, see suishen.app.main.SuishenApp) --------------
-def request_headers(scope: Scope) -> tuple[str | None, str | None]:
-    """The first ``Authorization`` and ``Content-Type`` headers of a request."""
-    authorization = content_type = None
-    for name, value in scope["headers"]:
-        if name == b"authorization" and authorization is None:
-            authorization = value.decode("latin-1")
-        elif name == b"content-type" and content_type is None:
-            content_type = value.decode("latin-1")
-    return authorization, content_type
-
-
-async def read_body(receive: Receive) -> bytes | None:
-    """The whole request body, or None when the client disconnected first (the body-size
-    limit is the :class:`~suishen.app.observability.EdgeMiddleware`'s)."""
-    chunks = []
-    more = True
-    while more:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunks.append(message.get("body", b""))
-        more = message.get("more_body", False)
-    return b"".join(chunks)
-
-
-async def send_answer(send: Send, status: int, body: bytes,
-                      headers: list[tuple[bytes, bytes]]) -> None:
-    """Send a complete answer: ``headers`` (content type included) plus its length."""
-    await send({"type": "http.response.start", "status": status,
-                "headers": [*headers, (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})

@@ -27,7 +27,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 import suishen
 from suishen.app import problems
-from suishen.app.observability import EdgeMiddleware, Metrics
+from suishen.app.observability import (
+    Answer,
+    EdgeMiddleware,
+    FastEndpoint,
+    FastRequest,
+    Metrics,
+    response_answer,
+)
 from suishen.app.pages import mount_pages
 from suishen.app.routes import (
     admin,
@@ -54,51 +61,57 @@ class _FastRouteInfo:
         self.path = path
 
 
-def _with_route(endpoint: ASGIApp, path: str) -> ASGIApp:
-    info = _FastRouteInfo(path)
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        scope["route"] = info
-        await endpoint(scope, receive, send)
-
-    return app
-
-
 class SuishenApp(FastAPI):
     """FastAPI with a fast lane for hot routes.
 
-    :meth:`fast_route` registers a bare ASGI endpoint for one method and path. A request
-    for it skips FastAPI's route matching, dependency injection and exception middleware
-    — about a fifth of a naive endpoint's cost, measured with ``benchmarks/http_bench.py``
-    — but still passes through every middleware added with :meth:`add_middleware` (the
-    fast lane is built from ``user_middleware`` on the first request, as Starlette builds
-    its own stack). The endpoint answers its own errors (problem+json); another method on
-    a fast path is a 405 problem. Fast routes are absent from the generated OpenAPI
-    document: describe them explicitly (see :func:`_add_verify`, :func:`_add_codes`).
+    :meth:`fast_route` registers a :data:`~suishen.app.observability.FastEndpoint` for
+    one method and path: an async function from a
+    :class:`~suishen.app.observability.FastRequest` (headers and body already read) to
+    an answer (status, body, headers). A request for it skips FastAPI's route matching,
+    dependency injection and exception middleware — about a fifth of a naive
+    endpoint's cost, measured with ``benchmarks/http_bench.py`` — and the
+    :class:`EdgeMiddleware`'s rules are applied by its :meth:`EdgeMiddleware.fast`
+    entry, which reads and sends without wrapping ``receive`` and ``send``. Every other
+    middleware added with :meth:`add_middleware` still wraps it (the fast lane is built
+    from ``user_middleware`` on the first request, as Starlette builds its own stack).
+    The endpoint answers its own errors (problem+json); another method on a fast path
+    is a 405 problem. Fast routes are absent from the generated OpenAPI document:
+    describe them explicitly (see :func:`_add_verify`, :func:`_add_codes`).
     Everything else takes the normal path."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._fast_endpoints: dict[str, dict[str, ASGIApp]] = {}
+        self._fast_endpoints: dict[str, dict[str, FastEndpoint]] = {}
         self._fast_lane: dict[str, dict[str, ASGIApp]] | None = None
 
-    def fast_route(self, method: str, path: str, endpoint: ASGIApp) -> None:
+    def fast_route(self, method: str, path: str, endpoint: FastEndpoint) -> None:
         """Serve ``method path`` (exact path, no parameters) with ``endpoint``."""
         if self._fast_lane is not None:
             raise RuntimeError("fast routes must be registered before the app serves")
         self._fast_endpoints.setdefault(path, {})[method.upper()] = endpoint
 
-    def _wrap(self, app: ASGIApp) -> ASGIApp:
-        for middleware in reversed(self.user_middleware):
-            cls, args, kwargs = middleware
-            app = cls(app, *args, **kwargs)
-        return app
-
     def _build_fast_lane(self) -> dict[str, dict[str, ASGIApp]]:
+        edge: EdgeMiddleware | None = None
+        others = []
+        for middleware in self.user_middleware:
+            cls, args, kwargs = middleware
+            if cls is EdgeMiddleware and edge is None:
+                edge = EdgeMiddleware(_no_app, *args, **kwargs)
+            else:
+                others.append(middleware)
+        if edge is None:
+            raise RuntimeError("the fast lane needs the EdgeMiddleware")
+
+        def wrap(endpoint: FastEndpoint, path: str) -> ASGIApp:
+            app = edge.fast(endpoint, path, _FastRouteInfo(path))
+            for cls, args, kwargs in reversed(others):
+                app = cls(app, *args, **kwargs)
+            return app
+
         lane: dict[str, dict[str, ASGIApp]] = {}
         for path, methods in self._fast_endpoints.items():
-            lane[path] = {m: self._wrap(_with_route(e, path)) for m, e in methods.items()}
-            lane[path][""] = self._wrap(_with_route(_method_not_allowed(sorted(methods)), path))
+            lane[path] = {m: wrap(e, path) for m, e in methods.items()}
+            lane[path][""] = wrap(_method_not_allowed(sorted(methods)), path)
         return lane
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -114,15 +127,19 @@ class SuishenApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def _method_not_allowed(allowed: list[str]) -> ASGIApp:
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        response = problems.problem_response(
-            405, f"method {scope['method'][:20]} is not allowed here",
-            headers={"Allow": ", ".join(allowed)},
-        )
-        await response(scope, receive, send)
+async def _no_app(scope: Scope, receive: Receive, send: Send) -> None:
+    raise RuntimeError("the fast lane's edge serves its endpoints only")  # pragma: no cover
 
-    return app
+
+def _method_not_allowed(allowed: list[str]) -> FastEndpoint:
+    header = ", ".join(allowed)
+
+    async def endpoint(request: FastRequest) -> Answer:
+        return response_answer(problems.problem_response(
+            405, f"method {request.scope['method'][:20]} is not allowed here",
+            headers={"Allow": header}))
+
+    return endpoint
 
 
 def _problems(*answers: tuple[int, str]) -> dict[str, Any]:
@@ -357,6 +374,6 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                            "/v1/devices/{device_id}/credentials":
                                settings.device_body_bytes,
                        })
-    app.fast_route("POST", "/v1/verify", partner.verify_asgi)
-    app.fast_route("POST", "/v1/codes", citizen.issue_asgi)
+    app.fast_route("POST", "/v1/verify", partner.verify_fast)
+    app.fast_route("POST", "/v1/codes", citizen.issue_fast)
     return app

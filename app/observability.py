@@ -15,10 +15,11 @@ import os
 import re
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from suishen.app.problems import from_exception, problem_response
@@ -225,11 +226,49 @@ class GaugeLoop:
         await self._periodic.close()
 
 
-_MAX_CACHED_PATHS = 256
+
+
+class FastRequest:
+    """What a fast-lane endpoint gets (see :meth:`EdgeMiddleware.fast`): the runtime,
+    the ASGI scope (method, query string), the first ``Authorization`` and
+    ``Content-Type`` headers, and the whole body, read within the body-size limit. The
+    request id is in :data:`request_id_var`, as on every route."""
+
+    __slots__ = ("authorization", "body", "content_type", "runtime", "scope")
+
+    def __init__(self, runtime: Any, scope: Scope, authorization: str | None,
+                 content_type: str | None, body: bytes) -> None:
+        self.runtime = runtime
+        self.scope = scope
+        self.authorization = authorization
+        self.content_type = content_type
+        self.body = body
+
+
+#: A fast-lane answer: status, body, and headers (the content type included; the lane
+#: adds ``content-length`` and ``x-request-id``).
+Answer = tuple[int, bytes, Sequence[tuple[bytes, bytes]]]
+FastEndpoint = Callable[[FastRequest], Awaitable[Answer]]
+
+
+def response_answer(response: Response) -> Answer:
+    """A complete Starlette response (a problem, say) in fast-lane form."""
+    return response.status_code, bytes(response.body), [
+        h for h in response.raw_headers if h[0] != b"content-length"]
+
+
+def problem_answer(exc: BaseException) -> Answer:
+    """The problem+json answer for ``exc`` (:func:`~suishen.app.problems.from_exception`,
+    the one mapping) in fast-lane form."""
+    return response_answer(from_exception(exc))
 
 
 class EdgeMiddleware:
-    """Request id (``X-Request-ID``), body-size limit (413) and latency metrics."""
+    """Request id (``X-Request-ID``), body-size limit (413) and latency metrics.
+
+    The same edge serves the fast lane (:meth:`fast`), without wrapping ``send`` and
+    ``receive``; both share every rule below, and ``tests/api/test_fast_edge.py`` runs
+    the same requests through both and compares the answers and the metrics."""
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: Metrics,
                  access_log: bool = False, route: str | None = None,
@@ -277,6 +316,39 @@ class EdgeMiddleware:
         self._counter += 1
         return f"{self._prefix}-{self._counter:x}"
 
+    @staticmethod
+    def _client_id(value: bytes) -> str | None:
+        """The client's ``X-Request-ID`` when it is a valid one (else one is made)."""
+        candidate = value.decode("latin-1")
+        return candidate if _VALID_REQUEST_ID.match(candidate) else None
+
+    @staticmethod
+    def _declared_problem(length: bytes, limit: int) -> Response | None:
+        """The answer a declared ``Content-Length`` gets before the app runs: 413 over
+        the limit, 400 when it is not a length; None when it is fine."""
+        try:
+            declared = int(length)
+        except ValueError:
+            declared = -1
+        if declared > limit:
+            return from_exception(BodyTooLarge(f"request body larger than {limit} bytes"))
+        if declared < 0:  # HTTP framing, not a domain error
+            return problem_response(400, "invalid Content-Length")
+        return None
+
+    def _done(self, path: str, method: str, status: int, started: float) -> None:
+        """Latency metric and access line of a finished request."""
+        elapsed = time.perf_counter() - started
+        key = (path, method, status)
+        observe = self._observers.get(key)
+        if observe is None:
+            observe = self._observers[key] = self.metrics.requests.labels(
+                path, method, str(status)).observe
+        observe(elapsed)
+        if self.access_log:
+            self.log.info("request", extra={"path": path, "method": method, "status": status,
+                                            "duration_ms": round(elapsed * 1000, 3)})
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -286,9 +358,7 @@ class EdgeMiddleware:
         length = None
         for name, value in scope["headers"]:
             if name == b"x-request-id":
-                candidate = value.decode("latin-1")
-                if _VALID_REQUEST_ID.match(candidate):
-                    rid = candidate
+                rid = self._client_id(value) or rid
             elif name == b"content-length":
                 length = value
         rid = rid or self._new_id()
@@ -306,17 +376,9 @@ class EdgeMiddleware:
         limit = self._limit_for(scope.get("path", ""))
         try:
             if length is not None:
-                try:
-                    declared = int(length)
-                except ValueError:
-                    declared = -1
-                if declared > limit:
-                    too_large = BodyTooLarge(f"request body larger than {limit} bytes")
-                    await from_exception(too_large)(scope, receive, send_wrapper)
-                    return
-                if declared < 0:  # HTTP framing, not a domain error
-                    await problem_response(400, "invalid Content-Length")(
-                        scope, receive, send_wrapper)
+                problem = self._declared_problem(length, limit)
+                if problem is not None:
+                    await problem(scope, receive, send_wrapper)
                     return
                 await self.app(scope, receive, send_wrapper)
             else:
@@ -325,18 +387,8 @@ class EdgeMiddleware:
             if not status_holder[1]:
                 await from_exception(exc)(scope, receive, send_wrapper)
         finally:
-            elapsed = time.perf_counter() - started
-            path = self.route or getattr(scope.get("route"), "path", "unmatched")
-            key = (path, scope["method"], status_holder[0])
-            observe = self._observers.get(key)
-            if observe is None:
-                observe = self._observers[key] = self.metrics.requests.labels(
-                    path, key[1], str(key[2])).observe
-            observe(elapsed)
-            if self.access_log:
-                self.log.info("request", extra={"path": path, "method": scope["method"],
-                                                "status": status_holder[0],
-                                                "duration_ms": round(elapsed * 1000, 3)})
+            path = self.route or str(getattr(scope.get("route"), "path", "unmatched"))
+            self._done(path, scope["method"], status_holder[0], started)
             request_id_var.reset(token)
 
     def _limited(self, receive: Receive, limit: int) -> Receive:
@@ -353,6 +405,78 @@ class EdgeMiddleware:
 
         return wrapped
 
+    # --- the fast lane ------------------------------------------------------------------
+    def fast(self, endpoint: FastEndpoint, path: str, route: object) -> ASGIApp:
+        """An ASGI app serving ``endpoint`` at ``path`` with this edge's rules (request
+        id, body limit, latency metric under ``path``, access line), for
+        :class:`suishen.app.main.SuishenApp`'s fast lane.
+
+        Why a second entry: wrapping ``send`` and ``receive`` in closures and sending
+        through the wrapper costs a served verify request more than a tenth of its own
+        work (benchmarks/verify_inproc_bench.py, issue 13). Here the edge reads the
+        headers once (the endpoint's too), reads the body within the limit, and sends
+        the endpoint's answer itself. The answers are those of :meth:`__call__` around
+        the same endpoint: the differential test ``tests/api/test_fast_edge.py`` checks
+        status, headers, body and metrics over valid and hostile requests."""
+        limit = self._limit_for(path)
+        client_id, declared_problem = self._client_id, self._declared_problem
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            started = time.perf_counter()
+            scope["route"] = route
+            rid = authorization = content_type = length = None
+            for name, value in scope["headers"]:
+                if name == b"authorization":
+                    if authorization is None:
+                        authorization = value.decode("latin-1")
+                elif name == b"content-type":
+                    if content_type is None:
+                        content_type = value.decode("latin-1")
+                elif name == b"content-length":
+                    length = value
+                elif name == b"x-request-id":
+                    rid = client_id(value) or rid
+            rid = rid or self._new_id()
+            token = request_id_var.set(rid)
+            status = 500  # what a request that ends without an answer is counted as
+            try:
+                problem = None if length is None else declared_problem(length, limit)
+                if problem is not None:
+                    answer: Answer = response_answer(problem)
+                else:
+                    chunks = []
+                    seen = 0
+                    more = True
+                    while more:
+                        message = await receive()
+                        if message["type"] == "http.disconnect":
+                            return
+                        chunk = message.get("body", b"")
+                        chunks.append(chunk)
+                        seen += len(chunk)
+                        if length is None and seen > limit:
+                            break
+                        more = message.get("more_body", False)
+                    if length is None and seen > limit:
+                        answer = problem_answer(
+                            BodyTooLarge(f"request body larger than {limit} bytes"))
+                    else:
+                        answer = await endpoint(FastRequest(
+                            scope["app"].state.runtime, scope, authorization,
+                            content_type, b"".join(chunks)))
+                status, body, headers = answer
+                await send({"type": "http.response.start", "status": status, "headers": [
+                    *headers, (b"content-length", str(len(body)).encode()),
+                    (b"x-request-id", rid.encode("ascii"))]})
+                await send({"type": "http.response.body", "body": body})
+            finally:
+                self._done(path, scope["method"], status, started)
+                request_id_var.reset(token)
+
+        return app
+
+
+_MAX_CACHED_PATHS = 256
 
 
 def verification_counts(metrics: Metrics) -> dict[tuple[str, str], int]:

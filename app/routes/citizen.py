@@ -1,6 +1,6 @@
 """Citizens: issue a code (JSON, PNG or SVG) and read who verified it.
 
-``POST /v1/codes`` is a bare ASGI endpoint on the app's fast lane (like ``/v1/verify``,
+``POST /v1/codes`` is an endpoint on the app's fast lane (like ``/v1/verify``,
 see :class:`suishen.app.main.SuishenApp`): the same citizen token check as every citizen
 route (:func:`~suishen.app.deps.authenticate_citizen`), the optional body decoded with
 msgspec (:class:`~suishen.app.schemas.CodeRequest`, the route's one schema, also the
@@ -21,18 +21,9 @@ from typing import Annotated
 import msgspec
 from fastapi import APIRouter, Query
 from starlette.datastructures import QueryParams
-from starlette.types import Receive, Scope, Send
 
-from suishen.app.deps import (
-    BodyFirst,
-    CitizenSub,
-    RuntimeDep,
-    authenticate_citizen,
-    read_body,
-    request_headers,
-    send_answer,
-    )
-from suishen.app.problems import from_exception
+from suishen.app.deps import BodyFirst, CitizenSub, RuntimeDep, authenticate_citizen
+from suishen.app.observability import Answer, FastRequest, problem_answer
 from suishen.app.runtime import Runtime
 from suishen.app.schemas import (
     ENTERPRISE_ID_PATTERN,
@@ -111,25 +102,21 @@ def present(issued: IssuedCode, fmt: str) -> tuple[bytes, list[tuple[bytes, byte
                    (b"x-code-refresh-after", refresh.encode())]
 
 
-async def issue_asgi(scope: Scope, receive: Receive, send: Send) -> None:
-    """``POST /v1/codes[?format=json|png|svg]`` as a bare ASGI endpoint (201 with the
+async def issue_fast(request: FastRequest) -> Answer:
+    """``POST /v1/codes[?format=json|png|svg]`` on the app's fast lane (201 with the
     code; the QR image for ``png``/``svg``, expiry in ``X-Code-Expires-At`` and the next
     refresh in ``X-Code-Refresh-After``); the body-size limit, request id and latency
-    metrics come from the :class:`~suishen.app.observability.EdgeMiddleware`."""
-    runtime: Runtime = scope["app"].state.runtime
-    authorization, content_type = request_headers(scope)
-    body = await read_body(receive)
-    if body is None:
-        return
+    metrics come from the :class:`~suishen.app.observability.EdgeMiddleware`'s fast
+    entry that reads the request."""
+    runtime: Runtime = request.runtime
     try:
-        sub = await authenticate_citizen(runtime, authorization)
-        fmt = _format(scope["query_string"])
-        issued = await issue(runtime, sub, _request(body, content_type))
+        sub = await authenticate_citizen(runtime, request.authorization)
+        fmt = _format(request.scope["query_string"])
+        issued = await issue(runtime, sub, _request(request.body, request.content_type))
         answer, headers = present(issued, fmt)
     except Exception as exc:  # noqa: BLE001 - every failure becomes problem+json here
-        await from_exception(exc)(scope, receive, send)
-        return
-    await send_answer(send, 201, answer, headers)
+        return problem_answer(exc)
+    return 201, answer, headers
 
 
 @router.get("/v1/me/verifications", response_model=VerificationPage)

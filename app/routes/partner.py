@@ -1,6 +1,6 @@
 """Partners: the OAuth 2.0 token endpoint and ``POST /v1/verify``.
 
-``/v1/verify`` is a bare ASGI endpoint on the app's fast lane: it authenticates with a
+``/v1/verify`` is an endpoint on the app's fast lane: it authenticates with a
 stateless token check, parses with msgspec and answers with msgspec — FastAPI's pydantic
 machinery is the slow part of a naive endpoint, not the cryptography (SPEC §7). Its one
 schema, :class:`suishen.app.schemas.VerifyBody`, is both enforced and documented.
@@ -13,19 +13,11 @@ from urllib.parse import parse_qs
 import msgspec
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import Receive, Scope, Send
 
 from suishen.app.auth.errors import InvalidClient, InvalidPartnerToken
 from suishen.app.auth.partner_tokens import parse_basic_credentials
-from suishen.app.deps import (
-    auth_throttle,
-    bearer,
-    client_address,
-    read_body,
-    request_headers,
-    send_answer,
-)
-from suishen.app.observability import request_id_var
+from suishen.app.deps import auth_throttle, bearer, client_address
+from suishen.app.observability import Answer, FastRequest, request_id_var, response_answer
 from suishen.app.problems import from_exception
 from suishen.app.runtime import Runtime
 from suishen.app.schemas import JourneyAnswer, TokenOut, VerifyAnswer, VerifyBody
@@ -204,17 +196,12 @@ def present(outcome: VerifyOutcome) -> VerifyAnswer:
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
-async def verify_asgi(scope: Scope, receive: Receive, send: Send) -> None:
-    """``POST /v1/verify`` as a bare ASGI endpoint, dispatched before FastAPI's stack
-    (see :class:`suishen.app.main.SuishenApp`); the body-size limit, request id and
-    latency metrics come from the :class:`EdgeMiddleware` that wraps it."""
-    runtime: Runtime = scope["app"].state.runtime
-    authorization, content_type = request_headers(scope)
-    body = await read_body(receive)
-    if body is None:
-        return
-    answer = await judge(runtime, authorization, body, content_type)
-    if isinstance(answer, Response):
-        await answer(scope, receive, send)
-        return
-    await send_answer(send, 200, answer, _JSON_HEADERS)
+async def verify_fast(request: FastRequest) -> Answer:
+    """``POST /v1/verify`` on the app's fast lane (see
+    :class:`suishen.app.main.SuishenApp`): the body-size limit, request id and latency
+    metrics come from the :class:`EdgeMiddleware`'s fast entry that reads the request."""
+    answer = await judge(request.runtime, request.authorization, request.body,
+                         request.content_type)
+    if isinstance(answer, bytes):
+        return 200, answer, _JSON_HEADERS
+    return response_answer(answer)
