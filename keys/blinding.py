@@ -26,7 +26,7 @@ is a key-set-wide secret (it must survive signing-key rotation), sealed with the
 
 from __future__ import annotations
 
-import hmac
+import hashlib
 from base64 import urlsafe_b64encode
 from functools import lru_cache
 
@@ -34,25 +34,55 @@ from suishen.codecs.sc1 import HANDLE_BYTES
 
 _BLIND_LABEL = b"SC1-sub"
 _PAIRWISE_LABEL = b"SC1-pairwise"
+_BLOCK = 64  # SHA-256's block size, the HMAC key length (RFC 2104)
+_IPAD = bytes(x ^ 0x36 for x in range(256))  # translate() tables: key XOR 0x36 / 0x5c
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
+class KeyedHmac:
+    """HMAC-SHA256 (RFC 2104) under one secret, with a fixed ``prefix`` of the message
+    already absorbed: :meth:`mac` gives ``HMAC(secret, prefix || rest)``.
+
+    Why not :func:`hmac.new` and ``copy()``: that copy goes through four Python-level
+    methods of :class:`hmac.HMAC` per MAC, 1.9 us against 1.05 us here (two C-level
+    SHA-256 state copies: the inner state after ``key XOR ipad || prefix`` and the
+    outer one after ``key XOR opad``), and the verify path makes two MACs per request
+    (issue 13). The same bytes as :mod:`hmac`: ``tests/test_blinding.py`` checks RFC 4231's
+    vectors and random keys, prefixes and messages against ``hmac.new``."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, secret: bytes, prefix: bytes = b"") -> None:
+        key = hashlib.sha256(secret).digest() if len(secret) > _BLOCK else secret
+        key = key.ljust(_BLOCK, b"\0")
+        self._inner = hashlib.sha256(key.translate(_IPAD))
+        self._inner.update(prefix)
+        self._outer = hashlib.sha256(key.translate(_OPAD))
+
+    def mac(self, rest: bytes) -> bytes:
+        """The 32-byte MAC of ``prefix || rest``."""
+        inner = self._inner.copy()
+        inner.update(rest)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
 
 
 @lru_cache(maxsize=64)
-def _keyed(secret: bytes, label: bytes) -> hmac.HMAC:
-    """HMAC-SHA256 under ``secret`` with ``label`` already absorbed: a copy of it and one
-    update give the MAC of ``label || rest`` without keying (two SHA-256 blocks) again.
-    A handful of secrets exist (one per signing key, one pairwise secret)."""
-    return hmac.new(secret, label, "sha256")
+def _keyed(secret: bytes, label: bytes) -> KeyedHmac:
+    """HMAC-SHA256 under ``secret`` with ``label`` already absorbed (a handful of secrets
+    exist: one per signing key, one pairwise secret)."""
+    return KeyedHmac(secret, label)
 
 
 def blind(handle: bytes, secret: bytes, *, iat: int, cti: bytes) -> bytes:
     """The ``sub`` claim for ``handle`` in the code with this ``iat`` and ``cti``."""
     if len(handle) != HANDLE_BYTES:
         raise ValueError(f"a subject handle is {HANDLE_BYTES} bytes")
-    mac = _keyed(secret, _BLIND_LABEL).copy()
-    mac.update(iat.to_bytes(8, "big") + cti)
+    pad = _keyed(secret, _BLIND_LABEL).mac(iat.to_bytes(8, "big") + cti)[:HANDLE_BYTES]
     # XOR of two equal-length strings as integers: one C-level operation instead of a
     # per-byte generator (same bytes; both sides are exactly HANDLE_BYTES long).
-    return (int.from_bytes(handle, "big") ^ int.from_bytes(mac.digest()[:HANDLE_BYTES], "big")
+    return (int.from_bytes(handle, "big") ^ int.from_bytes(pad, "big")
             ).to_bytes(HANDLE_BYTES, "big")
 
 
@@ -63,7 +93,6 @@ def unblind(sub: bytes, secret: bytes, *, iat: int, cti: bytes) -> bytes:
 
 def pairwise_subject(secret: bytes, partner_id: str, handle: bytes) -> str:
     """The pseudonym a partner sees for a citizen."""
-    mac = _keyed(secret, _PAIRWISE_LABEL).copy()
-    mac.update(partner_id.encode("utf-8") + b"\x00" + handle)
+    mac = _keyed(secret, _PAIRWISE_LABEL).mac(partner_id.encode("utf-8") + b"\x00" + handle)
     # base64url without padding (keys.algorithms.b64u): 16 bytes are 22 characters + "=="
-    return urlsafe_b64encode(mac.digest()[:16])[:22].decode("ascii")
+    return urlsafe_b64encode(mac[:16])[:22].decode("ascii")

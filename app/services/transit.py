@@ -29,8 +29,6 @@ its move undone the same way (:meth:`TransitService.undo`).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 from datetime import date
@@ -47,6 +45,7 @@ from suishen.app.storage.transit import (
     SlotMove,
 )
 from suishen.errors import BackendUnavailable
+from suishen.keys.blinding import KeyedHmac
 from suishen.timefmt import day_ms
 from suishen.verifiers.transit import (
     NETWORKS,
@@ -140,7 +139,7 @@ class TransitService:
                  clock: Clock = SYSTEM_CLOCK) -> None:
         self._db = db
         self._state = state
-        self._slot_mac = hmac.new(secret, digestmod=hashlib.sha256)  # copied per slot()
+        self._slot_mac = KeyedHmac(secret)  # keyed once
         self.writer = writer
         self._metrics = metrics
         self.passback_seconds = passback_seconds
@@ -188,9 +187,7 @@ class TransitService:
     # --- journeys ---------------------------------------------------------------------
     def slot(self, handle: bytes, network: str) -> bytes:
         """The journey slot of a citizen on a network: a keyed hash, never the handle."""
-        mac = self._slot_mac.copy()  # keyed once (see __init__)
-        mac.update(network.encode() + b"\x00" + handle)
-        return mac.digest()[:20]
+        return self._slot_mac.mac(network.encode() + b"\x00" + handle)[:20]
 
     def move(self, table: FareTable, *, direction: str | None, checkpoint: str | None,
              now: int) -> SlotMove:
