@@ -62,6 +62,8 @@ from suishen.verifiers.transit import FareTable, Journey
 from suishen.verifiers.venue import NO_VENUES, VenueTrust
 
 log = logging.getLogger("suishen.verify")
+# Reason -> its string, looked up per request (an enum's .value is a descriptor call).
+_VALUES = {reason: reason.value for reason in Reason}
 
 
 class SingleUseUnavailable(BackendUnavailable):
@@ -318,8 +320,8 @@ class VerifyService:
                 policy: ScenePolicy, *, checkpoint: str | None, direction: str | None,
                 request_id: str | None) -> None:
         """Metrics and the audit record (queued, not written)."""
-        reason, now = outcome.reason, outcome.verified_at
-        label = (policy.name, reason.value)
+        reason, now = _VALUES[outcome.reason], outcome.verified_at
+        label = (policy.name, reason)
         counter = self._counted.get(label)
         if counter is None:
             counter = self._counted[label] = self._metrics.verifications.labels(*label)
@@ -332,7 +334,7 @@ class VerifyService:
                 scene=policy.name,
                 checkpoint=checkpoint,
                 direction=policy.direction_of(direction) or None,
-                reason=reason.value,
+                reason=reason,
                 subject_handle=decision.subject_handle,
                 kid=decision.kid,
                 request_id=request_id,
