@@ -432,14 +432,18 @@ class Measured:
 
 
 def _steal_ticks() -> tuple[int, int] | None:
-    """(steal, all) clock ticks of every CPU since boot (``/proc/stat``), or None.
+    """(steal, all) clock ticks since boot of the servers' CPU when they are pinned,
+    else of the whole machine (``/proc/stat``); None where there is no such file.
 
     Steal is the time a virtual CPU was ready to run but the hypervisor ran someone
-    else: on a shared machine it is the noise no benchmark can remove (seen here: 10 to
-    28 % during a run on 2026-12-03), so every run prints it."""
+    else: on a shared machine it is noise no benchmark can remove (seen here: 0 to
+    20 % of a run on 2026-12-03, different for two servers in one round), so every
+    run prints it and comparisons print their ratios corrected for it too."""
+    line = f"cpu{_CPUS[0]} " if PINNED else "cpu "
     try:
         with open("/proc/stat", encoding="ascii") as stat:
-            fields = [int(x) for x in stat.readline().split()[1:]]
+            found = next((row for row in stat if row.startswith(line)), "")
+        fields = [int(x) for x in found.split()[1:]]
     except (OSError, ValueError):
         return None
     return (fields[7], sum(fields[:8])) if len(fields) >= 8 else None
@@ -554,15 +558,23 @@ class Bench:
                     source.observed(run.result)
                 key = server.name
                 per_round[-1][key] = run.result.throughput
+                per_round[-1][key + " steal"] = run.steal
                 if key not in best or run.result.throughput > best[key].result.throughput:
                     best[key] = run
         # The ratios round by round (each round runs every server once, back to back):
         # how far the best-of ratio in the table is from what a single round says.
+        # Corrected for steal: each rate as if its server had had the whole core
+        # (rate / (1 - steal on the servers' CPU)), for reading, never for a verdict.
         first = pairs[0][0].name
         for server, _ in pairs[1:]:
             ratios = [r[first] / r[server.name] for r in per_round if r.get(server.name)]
+            fair = [(r[first] / (1 - r[first + " steal"]))
+                    / (r[server.name] / (1 - r[server.name + " steal"]))
+                    for r in per_round if r.get(server.name)]
             print(f"  {label}: {first} / {server.name} round by round: "
-                  + ", ".join(f"{x:.2f}x" for x in ratios), flush=True)
+                  + ", ".join(f"{x:.2f}x" for x in ratios) + "; corrected for steal: "
+                  + ", ".join("-" if math.isnan(x) else f"{x:.2f}x" for x in fair),
+                  flush=True)
         return [best[server.name] for server, _ in pairs]
 
 
