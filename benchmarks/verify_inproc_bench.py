@@ -32,9 +32,11 @@ status 200 and ``"valid":true``. The process pins itself to the last CPU when it
 inflates small Python calls, so use it to rank, and the plain run to measure.
 
 ``--instructions`` counts instructions instead of time (valgrind's callgrind, Debian
-package ``valgrind``): the script runs itself under callgrind four times, with 100 and
+package ``valgrind``): the script runs itself under callgrind six times, with 100 and
 with ``100 + --requests`` (default for this mode 1,000) requests, the same for the
-signature checks alone, and prints the differences per request. The counts do not
+signature checks alone and for the limit app, and prints the differences per request,
+with the service / limit ratio in instructions (a steal-free proxy of the §7 ratio,
+not the ratio itself: served requests add the server's own work). The counts do not
 depend on the machine's load and repeat to about 0.2 %, so a change of 1 % in the
 service's own work shows, which timing on a shared machine cannot resolve; they rank
 Python work well, but a count is not a time (the signature's instructions run about
@@ -198,6 +200,12 @@ async def _main(args: argparse.Namespace) -> None:
         if args.child == "signature":
             _signature_round(app, codes, n)
             return
+        if args.child == "limit":  # the limit app over the same requests
+            limit_app = await _limit_app(app, tmp)
+            for i in range(n):
+                await one(i % CODES, limit_app)
+            check()
+            return
         if args.profile:
             import cProfile
             import pstats
@@ -280,17 +288,21 @@ def _instructions(extra: int) -> None:
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
-    runs = [(child, n) for child in ("whole", "signature")
+    runs = [(child, n) for child in ("whole", "signature", "limit")
             for n in (BASE_REQUESTS, BASE_REQUESTS + extra)]
     print(f"verify in process, library scene: instructions per request (callgrind; "
-          f"{BASE_REQUESTS + extra} minus {BASE_REQUESTS} requests, 4 runs)", flush=True)
+          f"{BASE_REQUESTS + extra} minus {BASE_REQUESTS} requests, 6 runs)", flush=True)
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         counts = list(pool.map(lambda run: _callgrind(valgrind, *run), runs))
     whole = (counts[1] - counts[0]) / extra
     signature = (counts[3] - counts[2]) / extra
+    limit = (counts[5] - counts[4]) / extra
     print(f"  whole ASGI call : {whole:10,.0f} instructions/request")
     print(f"  signature alone : {signature:10,.0f} instructions/request")
     print(f"  remainder       : {whole - signature:10,.0f} instructions/request")
+    print(f"  limit app       : {limit:10,.0f} instructions/request   (its own work "
+          f"{limit - signature:,.0f}; service / limit: {whole / limit:.3f}; the service's "
+          f"work beyond the limit's: {whole - limit:,.0f})")
 
 
 def main() -> None:
@@ -302,7 +314,8 @@ def main() -> None:
     parser.add_argument("--instructions", action="store_true",
                         help="count instructions per request under callgrind instead")
     parser.add_argument("--top", type=int, default=60, help="rows of the profile table")
-    parser.add_argument("--child", choices=["whole", "signature"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["whole", "signature", "limit"],
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.instructions:
         _instructions(args.requests or 1000)
