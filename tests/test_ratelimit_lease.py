@@ -20,11 +20,13 @@ class Spy(MemoryState):
         super().__init__()
         self.calls: list[int] = []
 
-    async def rate_limit(self, partner_id: str, *, per_second: int, now_ms: int,
-                         count: int = 1) -> float:
+    def take_tokens(self, partner_id: str, *, per_second: int, now_ms: int,
+                    count: int = 1) -> float:
+        # Under rate_limit too: the limiter's no-await path for the in-process state
+        # (RateLimiter.take_now) calls this directly.
         self.calls.append(count)
-        return await super().rate_limit(partner_id, per_second=per_second, now_ms=now_ms,
-                                        count=count)
+        return super().take_tokens(partner_id, per_second=per_second, now_ms=now_ms,
+                                   count=count)
 
 
 def limiter(state: Any) -> RateLimiter:
@@ -78,3 +80,19 @@ async def test_slow_partners_and_the_in_process_state_are_limited_request_by_req
     for _ in range(5):
         await default.take("metro", per_second=1_000, now=NOW)
     assert embedded.calls == [1] * 5
+
+
+async def test_take_now_answers_as_take_or_defers_to_it() -> None:
+    """The no-await path (the verify route's) gives the answers ``take`` gives, and
+    defers (None) exactly when the shared state must be asked."""
+    times = [NOW + i * 0.003 for i in range(400)]  # ~333 requests/s against 100/s
+    sync_side, async_side = RateLimiter(MemoryState(), Metrics()), RateLimiter(
+        MemoryState(), Metrics())
+    now_answers = [sync_side.take_now("p", per_second=100, now=t) for t in times]
+    assert None not in now_answers  # in-process state: always answered without I/O
+    assert now_answers == [await async_side.take("p", per_second=100, now=t) for t in times]
+    assert 0 < sum(w == 0.0 for w in now_answers) < len(times)  # some passed, some waited
+    leased = limiter(Spy())
+    assert leased.take_now("metro", per_second=1_000, now=NOW) is None  # no lease yet
+    assert await leased.take("metro", per_second=1_000, now=NOW) == 0.0
+    assert leased.take_now("metro", per_second=1_000, now=NOW) == 0.0  # from the lease

@@ -60,6 +60,10 @@ class PartnerService:
         self._known[client_id] = partner
         return partner
 
+    def known(self, client_id: str) -> Partner | None:
+        """A partner this process holds in memory (None: ask :meth:`get`)."""
+        return self._known.get(client_id)
+
     async def get(self, client_id: str) -> Partner | None:
         """A partner, from memory when possible."""
         partner = self._known.get(client_id)

@@ -43,13 +43,28 @@ class RateLimiter:
         self._local = MemoryState()
         self._lease = not isinstance(state, MemoryState) if lease is None else lease
         self._leases: dict[str, list[float]] = {}  # client id -> [requests left, until]
+        # The in-process state without leases answers without I/O (see take_now).
+        self._in_process = state if isinstance(state, MemoryState) and not self._lease else None
 
-    async def take(self, client_id: str, *, per_second: int, now: float) -> float:
-        """One request of ``client_id`` at ``now`` (seconds since the epoch)."""
+    def take_now(self, client_id: str, *, per_second: int, now: float) -> float | None:
+        """:meth:`take` when it needs no I/O — a lease this process holds, or the
+        in-process state's bucket — else None (then await :meth:`take`). The verify
+        path calls it first: an ``await`` of the whole chain costs more than the
+        bucket's arithmetic (issue 13)."""
         held = self._leases.get(client_id)
         if held is not None and held[0] >= 1 and now < held[1]:
             held[0] -= 1
             return 0.0
+        if self._in_process is not None:
+            return self._in_process.take_tokens(client_id, per_second=per_second,
+                                                now_ms=int(now * 1000))
+        return None
+
+    async def take(self, client_id: str, *, per_second: int, now: float) -> float:
+        """One request of ``client_id`` at ``now`` (seconds since the epoch)."""
+        answer = self.take_now(client_id, per_second=per_second, now=now)
+        if answer is not None:
+            return answer
         now_ms = int(now * 1000)
         size = min(LEASE_MAX, per_second // LEASE_FRACTION) if self._lease else 1
         try:

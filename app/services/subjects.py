@@ -177,15 +177,22 @@ class SubjectService:
         with contextlib.suppress(BackendUnavailable):
             await self._state.cache_delete(_cache_key(handle))
 
+    def cached(self, handle: bytes) -> CachedSubject | None:
+        """The citizen's status and attributes when this process holds them fresh."""
+        hit = self._local.get(handle)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        return None
+
     async def lookup(self, handle: bytes) -> CachedSubject | None:
         """Status and attributes for the verify path: memory, shared cache, database.
 
         Raises :class:`BackendUnavailable` only when no level could answer.
         """
+        hit = self.cached(handle)
+        if hit is not None:
+            return hit
         now = time.monotonic()
-        hit = self._local.get(handle)
-        if hit is not None and hit[0] > now:
-            return hit[1]
         key = _cache_key(handle)
         cached: CachedSubject | None = None
         try:

@@ -184,7 +184,9 @@ class VerifyService:
         resolve) and return ``now``; :class:`RateLimited` when it is spent."""
         now = self._clock()
         rate = partner.rate_limit_per_second or self._default_rate
-        wait = await self._limiter.take(partner.client_id, per_second=rate, now=now)
+        wait = self._limiter.take_now(partner.client_id, per_second=rate, now=now)
+        if wait is None:
+            wait = await self._limiter.take(partner.client_id, per_second=rate, now=now)
         if wait > 0:
             self._metrics.rate_limited.inc()
             raise RateLimited("rate limit exceeded", retry_after=math.ceil(wait))
@@ -294,11 +296,13 @@ class VerifyService:
                                  venue_id=None if decision.venue_id is None
                                  else decision.venue_id.hex())
         unavailable = False
-        try:
-            cached = await self._subjects.lookup(handle)
-        except BackendUnavailable:
-            cached, unavailable = None, True
-            self._metrics.backend_errors.labels("database", "subject_lookup").inc()
+        cached = self._subjects.cached(handle)  # this process's memory: no await
+        if cached is None:
+            try:
+                cached = await self._subjects.lookup(handle)
+            except BackendUnavailable:
+                cached, unavailable = None, True
+                self._metrics.backend_errors.labels("database", "subject_lookup").inc()
         if (cached is None and not unavailable) or (
             cached is not None and cached.status != "active"
         ):

@@ -166,6 +166,11 @@ class MemoryState:
 
     async def rate_limit(self, partner_id: str, *, per_second: int, now_ms: int,
                          count: int = 1) -> float:
+        return self.take_tokens(partner_id, per_second=per_second, now_ms=now_ms, count=count)
+
+    def take_tokens(self, partner_id: str, *, per_second: int, now_ms: int,
+                    count: int = 1) -> float:
+        """:meth:`rate_limit` without the coroutine (it does no I/O here)."""
         # Token bucket: capacity = one second's worth, refilled continuously.
         # Elapsed time is taken in integer milliseconds: seconds since the epoch as floats
         # lose the digits a 100 ms refill needs.
