@@ -412,8 +412,9 @@ class EdgeMiddleware:
         :class:`suishen.app.main.SuishenApp`'s fast lane.
 
         Why a second entry: wrapping ``send`` and ``receive`` in closures and sending
-        through the wrapper costs a served verify request more than a tenth of its own
-        work (benchmarks/verify_inproc_bench.py, issue 13). Here the edge reads the
+        through the wrapper cost a verify request 13,000 instructions of the ~290,000
+        its own work takes beyond the limit app's (``verify_inproc_bench.py
+        --instructions``, issue 13, 2026-12-03). Here the edge reads the
         headers once (the endpoint's too), reads the body within the limit, and sends
         the endpoint's answer itself. The answers are those of :meth:`__call__` around
         the same endpoint: the differential test ``tests/api/test_fast_edge.py`` checks
