@@ -50,6 +50,7 @@ Run::
     .venv/bin/python benchmarks/http_bench.py --quick         # smoke check (~1 min)
     .venv/bin/python benchmarks/http_bench.py --duration 20 --rounds 3 --json out.json
     .venv/bin/python benchmarks/http_bench.py --only issuance  # issuance rows only
+    .venv/bin/python benchmarks/http_bench.py --only library   # library verify rows only
 
 Exit status: 0 when everything ran (whatever the figures — this is a measurement, not a
 test); 1 when something failed to run (a server did not start, setup failed, a load run
@@ -661,11 +662,12 @@ def run_bench(args: argparse.Namespace, workdir: Path, servers: list[Server]) ->
     prefix = f"suishen-bench-{os.getpid()}-{secrets.token_hex(4)}"
     args.redis_prefix = prefix
     only_issuance = args.only == "issuance"
+    only_library = args.only == "library"
     embedded = service("suishen-sqlite", workdir, admin_token)
     redis = service("suishen-redis", workdir, admin_token,
                     SUISHEN_REDIS_URL=REDIS_URL, SUISHEN_REDIS_PREFIX=prefix,
                     SUISHEN_PASSBACK_SECONDS="0")  # every tap valid in any order: docstring
-    services = (embedded,) if only_issuance else (embedded, redis)
+    services = (embedded,) if only_issuance or only_library else (embedded, redis)
     for server in services:
         servers.append(server)
         server.start()
@@ -692,26 +694,25 @@ def run_bench(args: argparse.Namespace, workdir: Path, servers: list[Server]) ->
     bench = Bench(args)
     rows: list[Row] = []
 
-    # 1. Issuance (embedded default), against the naive issuance endpoint.
-    print("issuance: POST /v1/codes", flush=True)
-    svc_issue, naive_issue = bench.compare(
-        "issue", [(embedded, issue_requests(s_embedded)), (base, issue_requests(s_naive))])
-    half_issue = svc_issue.result.throughput / 2
-    issue_p99 = bench.open("issue p99 @ 50% (open loop)", embedded,
-                           issue_requests(s_embedded), half_issue)
-    ratio = svc_issue.result.throughput / naive_issue.result.throughput
-    rows += [
-        Row("issue /v1/codes, saturation", svc_issue, ratio, "(info)", ""),
-        Row("issue naive baseline, saturation", naive_issue),
-        Row(f"issue p99 @ 50% sat ({half_issue:,.0f}/s)", issue_p99, None,
-            f"p99 <= {ISSUE_P99_MS:g} ms",
-            verdict(issue_p99.result.p99 * 1000 <= ISSUE_P99_MS)),
-    ]
+    if not only_library:
+        # 1. Issuance (embedded default), against the naive issuance endpoint.
+        print("issuance: POST /v1/codes", flush=True)
+        svc_issue, naive_issue = bench.compare(
+            "issue", [(embedded, issue_requests(s_embedded)), (base, issue_requests(s_naive))])
+        half_issue = svc_issue.result.throughput / 2
+        issue_p99 = bench.open("issue p99 @ 50% (open loop)", embedded,
+                               issue_requests(s_embedded), half_issue)
+        ratio = svc_issue.result.throughput / naive_issue.result.throughput
+        rows += [
+            Row("issue /v1/codes, saturation", svc_issue, ratio, "(info)", ""),
+            Row("issue naive baseline, saturation", naive_issue),
+            Row(f"issue p99 @ 50% sat ({half_issue:,.0f}/s)", issue_p99, None,
+                f"p99 <= {ISSUE_P99_MS:g} ms",
+                verdict(issue_p99.result.p99 * 1000 <= ISSUE_P99_MS)),
+        ]
 
     if only_issuance:
         return _write_json(args, bench, rows)
-    s_redis = setup_service(redis, admin_token, ["metro"])
-    load_fares(redis, admin_token)
     # The codes for the library runs are minted apart from the measured runs, so those
     # can use the cheaper client (wrk keeps no bodies).
     codes = codes_from(bench.closed("mint 6,000 codes for library", embedded,
@@ -758,8 +759,13 @@ def run_bench(args: argparse.Namespace, workdir: Path, servers: list[Server]) ->
         Row("  limit p99 at that rate (floor)", floor_p99, None, "(info: machine)", ""),
     ]
 
+    if only_library:
+        return _write_json(args, bench, rows)
+
     # 3. Verify, metro with journeys (single use, entries and exits, a fare table),
     # Redis state: every code shown once, minted just before each run.
+    s_redis = setup_service(redis, admin_token, ["metro"])
+    load_fares(redis, admin_token)
     print("verify: metro with journeys (Redis state, single use, fare table)", flush=True)
     minted = Minted(
         bench, s_redis,
@@ -866,9 +872,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         default="wrk" if wrkload.available() else "loadgen",
                         help="closed-loop client for saturation runs (default: wrk when "
                              "installed; open-loop p99 runs always use loadgen)")
-    parser.add_argument("--only", choices=["issuance"],
+    parser.add_argument("--only", choices=["issuance", "library"],
                         help="measure only this scenario (issuance: service vs naive "
-                             "issuance and the p99 at half load; no Redis, no limit app)")
+                             "issuance and the p99 at half load; no Redis, no limit app; "
+                             "library: the library verify rows, with the limit app and "
+                             "its floor, no issuance rows, no Redis)")
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.rounds, args.warmup, args.settle = 2.0, 1, 0.3, 0.3
