@@ -84,12 +84,10 @@ class Settings(BaseSettings):
     database_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
     redis_timeout_seconds: float = Field(default=0.25, gt=0, le=10)
 
-    # Records per transaction (audit, journeys, check-ins). Small on purpose: on the
-    # embedded default the SQLite writer thread shares the service's core, and a
-    # 400-record transaction (200 ms of records at 2,000 verifies/s) took 5-16 ms of it,
-    # holding requests up (library p99 at half load 3.9-7.6 ms); at 64, 1.6-1.7 ms, the
-    # same throughput at saturation (issue 13 note, 2026-12-07).
-    audit_batch_size: int = Field(default=64, ge=1, le=100_000)
+    # The most records in one transaction (audit, journeys, check-ins); the writer
+    # starts once 64 wait, so transactions grow with the load up to this
+    # (suishen.app.services.queued).
+    audit_batch_size: int = Field(default=500, ge=1, le=100_000)
     audit_flush_interval_ms: int = Field(default=200, ge=10, le=60_000)
     audit_queue_max: int = Field(default=100_000, ge=100, le=10_000_000)
     subject_cache_seconds: int = Field(default=300, ge=1, le=86_400)
