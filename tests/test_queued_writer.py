@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from prometheus_client import CollectorRegistry, Counter
 
 from suishen.app.services.queued import EAGER_RECORDS, QueuedWriter, Sink
+from suishen.errors import BackendUnavailable
 
 
 class _Recorder:
@@ -51,6 +52,14 @@ def _writer(recorder: _Recorder, *, batch_size: int, interval: float = 3600.0
                         max_queue=100_000)
 
 
+def _more(writer: QueuedWriter[int], first: int, n: int) -> Callable[[], None]:
+    """Records ``first`` .. ``first + n - 1``, to queue while a batch is being written."""
+    def more() -> None:
+        for i in range(n):
+            writer.record(first + i)
+    return more
+
+
 async def _until(condition: Callable[[], bool]) -> None:
     """Let the writer run until ``condition`` holds (bounded: fails rather than hangs)."""
     for _ in range(2_000):
@@ -83,7 +92,7 @@ async def test_a_turn_stores_what_was_queued_in_transactions_of_at_most_batch_si
     for i in range(1_200):
         writer.record(i)
     # Records that arrive while the turn writes wait for the next turn.
-    recorder.during = lambda: [writer.record(10_000 + i) for i in range(10)] and None
+    recorder.during = _more(writer, 10_000, 10)
     writer.start()
     try:
         await _until(lambda: len(recorder.stored) >= 1_200)
@@ -129,7 +138,7 @@ async def test_flush_empties_the_queue_including_what_arrives_meanwhile() -> Non
     writer = _writer(recorder, batch_size=4)
     for i in range(6):
         writer.record(i)
-    recorder.during = lambda: [writer.record(100 + i) for i in range(3)] and None
+    recorder.during = _more(writer, 100, 3)
     await writer.flush()
     assert writer.pending == 0
     assert recorder.stored == [0, 1, 2, 3, 4, 5, 100, 101, 102]
@@ -144,3 +153,26 @@ async def test_close_drains_what_is_left() -> None:
         writer.record(i)
     await writer.close()
     assert recorder.stored == list(range(7))
+
+
+async def test_a_failed_turn_waits_its_backoff_whatever_queues_up() -> None:
+    """While the database is down, records keep arriving (each one past the threshold
+    would wake the writer): the retries still wait the backoff (0.25 s, then doubling),
+    they do not follow the traffic."""
+    attempts: list[int] = []
+
+    class _Down(_Recorder):
+        async def store(self, batch: Sequence[int]) -> None:
+            attempts.append(len(batch))
+            raise BackendUnavailable("database down")
+
+    writer = _writer(_Down(), batch_size=500, interval=0.01)
+    writer.start()
+    try:
+        for i in range(300):  # about 0.3 s of traffic, every record over the threshold
+            writer.record(i)
+            await asyncio.sleep(0.001)
+        assert 1 <= len(attempts) <= 3  # t = 0, 0.25 s (then 0.75 s): not one per record
+        assert writer.pending == 300  # nothing lost while it waits
+    finally:
+        await writer.close(timeout=0.01)  # the database stays down: records lost, logged
