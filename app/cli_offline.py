@@ -15,7 +15,9 @@ needs the ``scan`` extra (zxing-cpp), writing one the ``qr`` extra.
 
 ``wallet refill`` authenticates with ``--token``, else ``SUISHEN_CITIZEN_TOKEN``, else
 the token given at enrolment (kept in ``DIR/token``, mode 0600: it is the citizen's own
-bearer token on the citizen's own device). Exit status as for every command: 0 success
+bearer token on the citizen's own device). ``bundle fetch`` and ``gate upload`` take the
+partner's secret from ``--client-secret``, else ``SUISHEN_CLIENT_SECRET`` (an addition:
+a secret in argv is visible to every local user in the process list). Exit status as for every command: 0 success
 (``gate verify``: every input valid), 1 failure, 2 usage error.
 """
 
@@ -34,6 +36,9 @@ from suishen.timefmt import parse_rfc3339, rfc3339
 
 TOKEN_ENV = "SUISHEN_CITIZEN_TOKEN"  # noqa: S105 - a variable name, not a secret
 TOKEN_FILE = "token"  # noqa: S105 - a file name
+SECRET_ENV = "SUISHEN_CLIENT_SECRET"  # noqa: S105 - a variable name, not a secret
+SECRET_HELP = (f"the partner's client secret (default: ${SECRET_ENV}, which keeps it out of "
+               "the process list; write --client-secret=SECRET if it starts with '-')")
 UPLOAD_BATCH = 1000
 MAX_DELTAS = 50
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -76,7 +81,7 @@ def add_commands(groups: Any) -> None:
         "fetch", help="fetch (or update, when FILE exists) a trust bundle")
     fetch.add_argument("--url", required=True)
     fetch.add_argument("--client-id", required=True)
-    fetch.add_argument("--client-secret", required=True)
+    fetch.add_argument("--client-secret", help=SECRET_HELP)
     fetch.add_argument("--out", required=True, metavar="FILE")
     fetch.set_defaults(handler=_bundle_fetch)
     inspect = bundle_commands.add_parser(
@@ -107,7 +112,7 @@ def add_commands(groups: Any) -> None:
     upload.add_argument("--state", required=True, metavar="FILE")
     upload.add_argument("--url", required=True)
     upload.add_argument("--client-id", required=True)
-    upload.add_argument("--client-secret", required=True)
+    upload.add_argument("--client-secret", help=SECRET_HELP)
     upload.set_defaults(handler=_gate_upload)
 
 
@@ -201,6 +206,13 @@ def _read_token(folder: Path) -> str:
         raise base.UsageError(f"no token: pass --token or set {TOKEN_ENV}") from None
 
 
+def _client_secret(args: argparse.Namespace) -> str:
+    secret = args.client_secret if args.client_secret is not None else os.environ.get(SECRET_ENV)
+    if not secret:
+        raise base.UsageError(f"no client secret: pass --client-secret or set {SECRET_ENV}")
+    return str(secret)
+
+
 # --- bundles ------------------------------------------------------------------------
 def _bundle_fetch(args: argparse.Namespace) -> int:
     from suishen.sdk.client import PartnerClient
@@ -215,7 +227,7 @@ def _bundle_fetch(args: argparse.Namespace) -> int:
         # A long chain of deltas is compacted by asking for a full bundle instead.
         if held is not None and len(chain) < MAX_DELTAS:
             since = held.version
-    client = PartnerClient(args.url, args.client_id, args.client_secret)
+    client = PartnerClient(args.url, args.client_id, _client_secret(args))
     signed = client.trust_bundle(since=since)
     from suishen.codecs import bundle as codec
     from suishen.codecs import cose
@@ -327,7 +339,7 @@ def _gate_upload(args: argparse.Namespace) -> int:
         raise base.UsageError(f"{state_path}: no gate state file")
     gate = Gate.with_anchors({})
     gate.restore(state_path, now=base._now())
-    client = PartnerClient(args.url, args.client_id, args.client_secret)
+    client = PartnerClient(args.url, args.client_id, _client_secret(args))
     totals = {"uploaded": 0, "accepted": 0, "duplicates": 0, "duplicate_uses": 0,
               "ignored": 0, "errors": 0}
     while gate.log:

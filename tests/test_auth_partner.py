@@ -17,6 +17,7 @@ from typing import Any
 import jwt
 import pytest
 
+from suishen.app.auth import partner_tokens
 from suishen.app.auth.errors import InvalidClient, InvalidPartnerToken
 from suishen.app.auth.partner_tokens import (
     CLIENT_ID_PREFIX,
@@ -436,6 +437,15 @@ def test_new_client_credentials() -> None:
     alphabet = set(string.ascii_letters + string.digits + "-_")
     assert set(client_id[3:]) <= alphabet and set(secret) <= alphabet
     assert new_client_credentials() != new_client_credentials()
+
+
+def test_a_new_client_secret_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A command line reads "--client-secret -abc" as an unknown option (seen in CI: 1
+    # partner in 64 could not use `suishen bundle fetch`), so such a draw is drawn again.
+    draws = iter(["-starts-with-a-dash" + "a" * 24, "b" * 43, "client-id-12"])
+    monkeypatch.setattr(partner_tokens.secrets, "token_urlsafe", lambda n: next(draws))
+    client_id, secret = new_client_credentials()
+    assert secret == "b" * 43 and client_id == CLIENT_ID_PREFIX + "client-id-12"
 
 
 def test_hash_and_verify_secret() -> None:

@@ -7,6 +7,7 @@ upload``) into the rider's history."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -21,9 +22,11 @@ from tests.e2e.harness import ROOT, SUISHEN, Server
 pytestmark = pytest.mark.e2e
 
 
-def cli(*args: str, expect: int | None = 0) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, expect: int | None = 0,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     done = subprocess.run([str(SUISHEN), *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=60, check=False)
+                          timeout=60, check=False,
+                          env=None if env is None else {**os.environ, **env})
     if expect is not None:
         assert done.returncode == expect, (args, done.stdout, done.stderr)
     return done
@@ -126,11 +129,18 @@ def test_enroll_fetch_stop_decide_offline_then_revoke_and_resync(tmp_path: Path)
         revoked = httpx.post(srv.url + "/v1/verify", headers=metro, json=body).json()
         assert revoked["reason"] == "revoked", revoked
 
+        # the secret from SUISHEN_CLIENT_SECRET (kept out of the process list); none at
+        # all is a usage error, a wrong one (even one starting with "-", written with "=")
+        # is refused by the service
+        fetch = ["bundle", "fetch", "--url", srv.url, "--client-id", partner["client_id"],
+                 "--out", str(gate_dir / "bundle.cose")]
+        missing = cli(*fetch, expect=2, env={"SUISHEN_CLIENT_SECRET": ""})
+        assert "SUISHEN_CLIENT_SECRET" in missing.stderr, missing.stderr
+        wrong = cli(*fetch, "--client-secret=-not-the-secret", expect=1)
+        assert "invalid_client" in wrong.stderr or "401" in wrong.stderr, wrong.stderr
         synced_at = int(time.time())
-        resynced = json.loads(cli("bundle", "fetch", "--url", srv.url,
-                                  "--client-id", partner["client_id"],
-                                  "--client-secret", partner["client_secret"],
-                                  "--out", str(gate_dir / "bundle.cose")).stdout)
+        resynced = json.loads(cli(*fetch, env={
+            "SUISHEN_CLIENT_SECRET": partner["client_secret"]}).stdout)
         assert resynced["delta"] is True and resynced["version"] > fetched["version"]
     finally:
         srv.stop()
