@@ -17,8 +17,9 @@ needs the ``scan`` extra (zxing-cpp), writing one the ``qr`` extra.
 the token given at enrolment (kept in ``DIR/token``, mode 0600: it is the citizen's own
 bearer token on the citizen's own device). ``bundle fetch`` and ``gate upload`` take the
 partner's secret from ``--client-secret``, else ``SUISHEN_CLIENT_SECRET`` (an addition:
-a secret in argv is visible to every local user in the process list). Exit status as for every command: 0 success
-(``gate verify``: every input valid), 1 failure, 2 usage error.
+a secret in argv is visible to every local user in the process list). Exit status as
+for every command: 0 success (``gate verify``: every input valid), 1 failure, 2 usage
+error.
 """
 
 from __future__ import annotations

@@ -14,12 +14,15 @@ from suishen.verifiers.reasons import Reason
 from suishen.verifiers.transit import (
     FareTable,
     FareTableError,
+    Journey,
     JourneyStatus,
     OfflineTap,
     OpenEntry,
+    group_journeys,
     pair_offline,
     parse_fare_table,
     settle,
+    settle_groups,
     station_of,
     tap,
 )
@@ -215,6 +218,33 @@ def test_any_sequence_of_taps_reconciles(taps: list[tuple[str, str, int]]) -> No
         for journey in step.closed:
             assert 0 <= journey.fare <= table.max_fare
     assert sum(t.fares for t in settle(journeys).values()) == sum(j.fare for j in journeys)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["metro-co", "bus-ferry-co"]),
+                          st.sampled_from(["metro", "ferry", "bus"]),
+                          st.sampled_from(list(JourneyStatus)), st.integers(0, 900)),
+                max_size=30), st.integers(0, 30))
+def test_settling_groups_is_settling_the_journeys(
+        rows: list[tuple[str, str, JourneyStatus, int]], cut: int) -> None:
+    """The database adds journeys up into groups (GROUP BY operator, network, status);
+    settling the groups gives the totals of settling the journeys, also when the groups
+    come in parts (partitions, pages) with the same key in several parts."""
+    journeys = [Journey(network, op, status, fare, "A-1", T0) for op, network, status, fare
+                in rows]
+    groups = group_journeys(journeys)
+    assert len({(g.operator, g.network, g.status) for g in groups}) == len(groups)
+    assert sum(g.journeys for g in groups) == len(journeys)
+    parts = group_journeys(journeys[:cut]) + group_journeys(journeys[cut:])
+    expected = settle(journeys)
+    assert settle_groups(reversed(parts)) == expected == settle_groups(groups)
+    settled = [j for j in journeys if j.status is not JourneyStatus.OPEN]
+    assert sum(t.journeys for t in expected.values()) == len(settled)
+    assert sum(t.fares for t in expected.values()) == sum(j.fare for j in settled)
+    for op, totals in expected.items():
+        mine = [j for j in settled if j.operator == op]
+        assert totals.by_network == {n: sum(j.fare for j in mine if j.network == n)
+                                     for n in {j.network for j in mine}}
+        assert sum(totals.by_status.values()) == len(mine)
 
 
 # --- offline pairing (gate uploads) ----------------------------------------------------

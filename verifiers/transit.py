@@ -35,7 +35,8 @@ Settlement rule
 Every journey belongs to exactly one network, so each fen it costs is accounted to the
 operator of that network's fare table at the time of the journey — a metro journey is
 the metro company's, a bus or ferry tap the bus-and-ferry company's. Nothing is split,
-so the totals per operator add up to the sum of all fares (:func:`settle`).
+so the totals per operator add up to the sum of all fares (:func:`settle`). The
+service settles from :class:`JourneyGroup` s that the database adds up.
 """
 
 from __future__ import annotations
@@ -376,23 +377,54 @@ class OperatorTotals:
     by_network: Mapping[str, int]
 
 
-def settle(journeys: Iterable[Journey]) -> dict[str, OperatorTotals]:
-    """Totals per operator (see the settlement rule in the module docstring)."""
+@dataclass(frozen=True, slots=True)
+class JourneyGroup:
+    """The journeys of one day that share operator, network and status: how many, and
+    their fen. A day's settlement is a handful of these, however many journeys it had,
+    so a database can add them up (``GROUP BY``) instead of handing over every row."""
+
+    operator: str
+    network: str
+    status: str
+    journeys: int
+    fares: int
+
+
+def group_journeys(journeys: Iterable[Journey]) -> list[JourneyGroup]:
+    """The :class:`JourneyGroup` s of ``journeys``, sorted (what a store's grouped query
+    answers for the same journeys)."""
+    counts: dict[tuple[str, str, str], list[int]] = {}
+    for journey in journeys:
+        key = (journey.operator, journey.network, journey.status.value)
+        held = counts.setdefault(key, [0, 0])
+        held[0] += 1
+        held[1] += journey.fare
+    return [JourneyGroup(*key, n, fen) for key, (n, fen) in sorted(counts.items())]
+
+
+def settle_groups(groups: Iterable[JourneyGroup]) -> dict[str, OperatorTotals]:
+    """Totals per operator (see the settlement rule in the module docstring) from the
+    day's groups; journeys still ``open`` are not settled."""
     counts: dict[str, int] = {}
     fares: dict[str, int] = {}
     statuses: dict[str, dict[str, int]] = {}
     networks: dict[str, dict[str, int]] = {}
-    for journey in journeys:
-        if journey.status is JourneyStatus.OPEN:
+    for group in groups:
+        if group.status == JourneyStatus.OPEN.value or group.journeys == 0:
             continue
-        op = journey.operator
-        counts[op] = counts.get(op, 0) + 1
-        fares[op] = fares.get(op, 0) + journey.fare
+        op = group.operator
+        counts[op] = counts.get(op, 0) + group.journeys
+        fares[op] = fares.get(op, 0) + group.fares
         by_status = statuses.setdefault(op, {})
-        by_status[journey.status.value] = by_status.get(journey.status.value, 0) + 1
+        by_status[group.status] = by_status.get(group.status, 0) + group.journeys
         by_network = networks.setdefault(op, {})
-        by_network[journey.network] = by_network.get(journey.network, 0) + journey.fare
+        by_network[group.network] = by_network.get(group.network, 0) + group.fares
     return {
         op: OperatorTotals(op, counts[op], fares[op], statuses[op], networks[op])
         for op in sorted(counts)
     }
+
+
+def settle(journeys: Iterable[Journey]) -> dict[str, OperatorTotals]:
+    """Totals per operator of ``journeys`` (:func:`settle_groups` of their groups)."""
+    return settle_groups(group_journeys(journeys))

@@ -104,7 +104,7 @@ async def settlement(
     operator, so nothing is owed between operators and the totals add up to the sum of
     all fares (``docs/transit.md``)."""
     day = date_  # FastAPI refuses anything but a calendar date with a 422
-    records, totals = await runtime.transit.settlement(day)
+    groups, totals = await runtime.transit.settlement(day)
     if format == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
@@ -118,8 +118,8 @@ async def settlement(
                                      f'attachment; filename="settlement-{day}.csv"'})
     body = {
         "date": day.isoformat(),
-        "journeys": len(records),
-        "fares": sum(r.journey.fare for r in records),
+        "journeys": sum(g.journeys for g in groups),
+        "fares": sum(g.fares for g in groups),
         "operators": [
             {"operator": t.operator, "journeys": t.journeys, "fares": t.fares,
              "by_status": dict(t.by_status), "by_network": dict(t.by_network)}

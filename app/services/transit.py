@@ -1,6 +1,6 @@
 """Transit journeys online (SPEC.md §6.2, issue 10): fare tables, the citizen's open
 entry on the verify path, durable journey records, settlement. The rules are the pure
-core's (:mod:`suishen.verifiers.transit`: ``parse_fare_table``, ``tap``, ``settle``);
+core's (:mod:`suishen.verifiers.transit`: ``parse_fare_table``, ``tap``, ``settle_groups``);
 this module keeps state and records around them. Design: ``docs/transit.md``.
 
 State
@@ -51,11 +51,12 @@ from suishen.verifiers.transit import (
     NETWORKS,
     FareTable,
     FareTableError,
+    JourneyGroup,
     OpenEntry,
     OperatorTotals,
     Step,
     parse_fare_table,
-    settle,
+    settle_groups,
     tap,
 )
 
@@ -240,10 +241,11 @@ class TransitService:
                                                               before_id=before)
         return entries, (entries[-1].id if len(entries) == limit else None)
 
-    async def settlement(self, day: date) -> tuple[list[JourneyRecord], dict[str, OperatorTotals]]:
-        """The journeys closed on ``day`` (UTC) and the totals per operator."""
-        records = await self._db.transit.journeys_between(*day_ms(day))
-        return records, settle(r.journey for r in records)
+    async def settlement(self, day: date) -> tuple[list[JourneyGroup], dict[str, OperatorTotals]]:
+        """The journeys closed on ``day`` (UTC), added up by the database, and the
+        totals per operator."""
+        groups = await self._db.transit.journey_groups(*day_ms(day))
+        return groups, settle_groups(groups)
 
 
 def is_transit(scene: str) -> bool:

@@ -12,12 +12,14 @@ from suishen.app.storage.transit import (
     DUPLICATE_USE,
     GATE_COLUMNS,
     JOURNEY_COLUMNS,
+    JOURNEY_GROUPS_SQL,
     AuditOf,
     GateTap,
     JourneyEntry,
     JourneyRecord,
     Pairing,
 )
+from suishen.verifiers.transit import JourneyGroup
 
 if TYPE_CHECKING:
     from suishen.app.storage.postgres import PostgresDatabase
@@ -97,11 +99,10 @@ class PostgresTransit:
         rows = await self._db.run(lambda c: c.fetch(sql, *args), retry=True)
         return [JourneyEntry(int(r[0]), JourneyRecord.from_row(tuple(r)[1:])) for r in rows]
 
-    async def journeys_between(self, start_ms: int, end_ms: int) -> list[JourneyRecord]:
-        sql = (f"SELECT {JOURNEY_COLUMNS} FROM journeys "  # noqa: S608
-               "WHERE at_ms >= $1 AND at_ms < $2 ORDER BY id")
-        rows = await self._db.run(lambda c: c.fetch(sql, start_ms, end_ms), retry=True)
-        return [JourneyRecord.from_row(tuple(r)) for r in rows]
+    async def journey_groups(self, start_ms: int, end_ms: int) -> list[JourneyGroup]:
+        rows = await self._db.run(lambda c: c.fetch(JOURNEY_GROUPS_SQL, start_ms, end_ms),
+                                  retry=True)
+        return [JourneyGroup(r[0], r[1], r[2], int(r[3]), int(r[4])) for r in rows]
 
     async def store_gate_taps(self, taps: Sequence[GateTap], *, received_at: int,
                               audit_of: AuditOf, pairing: Pairing) -> list[str]:

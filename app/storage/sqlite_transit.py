@@ -15,6 +15,7 @@ from suishen.app.storage.transit import (
     DUPLICATE_USE,
     GATE_COLUMNS,
     JOURNEY_COLUMNS,
+    JOURNEY_GROUPS_SQL,
     AuditOf,
     GateTap,
     JourneyEntry,
@@ -22,6 +23,7 @@ from suishen.app.storage.transit import (
     Pairing,
 )
 from suishen.errors import StorageError
+from suishen.verifiers.transit import JourneyGroup
 
 _MARKS = ", ".join("?" * len(JOURNEY_COLUMNS.split(",")))
 _GATE_MARKS = ", ".join("?" * (len(GATE_COLUMNS.split(",")) + 1))
@@ -68,13 +70,10 @@ class SQLiteTransit(SQLiteRepository):
             limit=limit, before_id=before_id)
         return [JourneyEntry(int(r[0]), JourneyRecord.from_row(r[1:])) for r in rows]
 
-    async def journeys_between(self, start_ms: int, end_ms: int) -> list[JourneyRecord]:
-        rows = await self._rows(
-            f"SELECT {JOURNEY_COLUMNS} FROM journeys WHERE at_ms >= ? AND at_ms < ? "  # noqa: S608
-            "ORDER BY id",
-            (start_ms, end_ms),
-        )
-        return [JourneyRecord.from_row(r) for r in rows]
+    async def journey_groups(self, start_ms: int, end_ms: int) -> list[JourneyGroup]:
+        rows = await self._rows(JOURNEY_GROUPS_SQL.replace("$1", "?").replace("$2", "?"),
+                                (start_ms, end_ms))
+        return [JourneyGroup(r[0], r[1], r[2], int(r[3]), int(r[4])) for r in rows]
 
     async def store_gate_taps(self, taps: Sequence[GateTap], *, received_at: int,
                               audit_of: AuditOf, pairing: Pairing) -> list[str]:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
-from suishen.verifiers.transit import Journey, JourneyStatus
+from suishen.verifiers.transit import Journey, JourneyGroup, JourneyStatus
 
 if TYPE_CHECKING:
     from suishen.app.storage.base import AuditRecord
@@ -82,6 +82,14 @@ class SlotMove:
 KEEP_SLOT = SlotMove(MoveKind.KEEP)
 
 # The journeys table's columns, in JourneyRecord.as_row order, for both SQL backends.
+# One day's settlement, added up where the rows are (journeys_at index on at_ms). The
+# same text on both backends (SQLite's marks are ``?``); ORDER BY gives group_journeys'
+# order, so both answer what the pure core computes from the journeys themselves.
+JOURNEY_GROUPS_SQL = (
+    "SELECT operator, network, status, count(*), sum(fare) FROM journeys "
+    "WHERE at_ms >= $1 AND at_ms < $2 GROUP BY operator, network, status "
+    "ORDER BY operator, network, status"
+)
 JOURNEY_COLUMNS = (
     "at_ms, subject_handle, network, operator, status, fare, entry_checkpoint, "
     "entered_at, exit_checkpoint, exited_at, offline"
@@ -201,8 +209,10 @@ class TransitRepository(Protocol):
     ) -> list[JourneyEntry]:
         """A citizen's journeys, newest first, with ids below ``before_id`` if given."""
 
-    async def journeys_between(self, start_ms: int, end_ms: int) -> list[JourneyRecord]:
-        """Every journey closed in ``[start_ms, end_ms)`` (settlement of one day)."""
+    async def journey_groups(self, start_ms: int, end_ms: int) -> list[JourneyGroup]:
+        """The journeys closed in ``[start_ms, end_ms)`` added up by operator, network
+        and status (settlement of one day), sorted: the database does the sums (a day
+        of a city's metro is millions of rows; settlement must not hold them)."""
 
     async def store_gate_taps(self, taps: Sequence[GateTap], *, received_at: int,
                               audit_of: AuditOf, pairing: Pairing) -> list[str]:

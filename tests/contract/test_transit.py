@@ -14,7 +14,13 @@ from pathlib import Path
 from suishen.app.storage.base import AuditRecord, Database, StateBackend
 from suishen.app.storage.memory import MemoryState
 from suishen.app.storage.transit import KEEP_SLOT, GateTap, JourneyRecord, MoveKind, SlotMove
-from suishen.verifiers.transit import Journey, JourneyStatus
+from suishen.verifiers.transit import (
+    Journey,
+    JourneyStatus,
+    group_journeys,
+    settle,
+    settle_groups,
+)
 from tests.contract.conftest import StateKit
 
 DAY_MS = 86_400_000
@@ -48,10 +54,32 @@ async def test_journeys_round_trip_newest_first_and_paged(db: Database) -> None:
     rest = await db.transit.journeys_for_subject(handle, limit=10, before_id=page[-1].id)
     assert [e.record for e in rest] == [records[1], records[0]]
     assert page[0].record.offline is True and page[1].record.offline is False
-    day = await db.transit.journeys_between(at, at + 9)  # end is exclusive
-    assert sorted(r.journey.fare for r in day if r.subject_handle == handle) == [
-        300, 301, 302, 303, 304]
-    assert await db.transit.journeys_between(at - DAY_MS, at) == []
+
+
+
+async def test_a_days_journeys_are_added_up_by_the_database(db: Database) -> None:
+    """Settlement's query on every backend answers what the pure core computes from the
+    journeys themselves: groups by operator, network and status, in the window only."""
+    start = BASE_MS + secrets.randbelow(10**6) * DAY_MS  # a day no other test writes
+    rng = random.Random(start)
+    kinds = [("metro", "metro-co"), ("ferry", "bus-ferry-co"), ("bus", "bus-ferry-co")]
+    records = []
+    for _ in range(300):
+        network, operator = rng.choice(kinds)
+        status = rng.choice([s for s in JourneyStatus if s is not JourneyStatus.OPEN])
+        records.append(JourneyRecord(start + rng.randrange(DAY_MS), os.urandom(10), Journey(
+            network, operator, status, rng.randrange(0, 2000), "A-1", 1_800_000_000),
+            offline=rng.random() < 0.2))
+    edges = [JourneyRecord(start - 1, os.urandom(10), journey(7)),  # the day before
+             JourneyRecord(start + DAY_MS, os.urandom(10), journey(9))]  # end exclusive
+    await db.transit.append_journeys([*records, *edges])
+    groups = await db.transit.journey_groups(start, start + DAY_MS)
+    assert groups == group_journeys(r.journey for r in records)
+    assert settle_groups(groups) == settle(r.journey for r in records)
+    assert sum(g.fares for g in groups) == sum(r.journey.fare for r in records)
+    assert await db.transit.journey_groups(start + 2 * DAY_MS, start + 3 * DAY_MS) == []
+    edge = await db.transit.journey_groups(start + DAY_MS, start + DAY_MS + 1)
+    assert [(g.journeys, g.fares) for g in edge] == [(1, 9)]
 
 
 async def test_a_batch_is_all_or_nothing(db: Database) -> None:
