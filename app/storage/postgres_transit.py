@@ -18,6 +18,7 @@ from suishen.app.storage.transit import (
     JourneyEntry,
     JourneyRecord,
     Pairing,
+    journey_groups_of,
 )
 from suishen.verifiers.transit import JourneyGroup
 
@@ -102,7 +103,7 @@ class PostgresTransit:
     async def journey_groups(self, start_ms: int, end_ms: int) -> list[JourneyGroup]:
         rows = await self._db.run(lambda c: c.fetch(JOURNEY_GROUPS_SQL, start_ms, end_ms),
                                   retry=True)
-        return [JourneyGroup(r[0], r[1], r[2], int(r[3]), int(r[4])) for r in rows]
+        return journey_groups_of(rows)
 
     async def store_gate_taps(self, taps: Sequence[GateTap], *, received_at: int,
                               audit_of: AuditOf, pairing: Pairing) -> list[str]:

@@ -30,7 +30,7 @@ contract suite in ``tests/contract/test_transit.py`` runs against both.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
@@ -81,15 +81,23 @@ class SlotMove:
 
 KEEP_SLOT = SlotMove(MoveKind.KEEP)
 
-# The journeys table's columns, in JourneyRecord.as_row order, for both SQL backends.
-# One day's settlement, added up where the rows are (journeys_at index on at_ms). The
-# same text on both backends (SQLite's marks are ``?``); ORDER BY gives group_journeys'
-# order, so both answer what the pure core computes from the journeys themselves.
+# One day's settlement, added up where the rows are (journeys_at index on at_ms), the
+# same text on both backends (SQLite's marks are ``?``). No ORDER BY: PostgreSQL would
+# sort text by the database's collation, not as Python does; journey_groups_of sorts.
 JOURNEY_GROUPS_SQL = (
     "SELECT operator, network, status, count(*), sum(fare) FROM journeys "
-    "WHERE at_ms >= $1 AND at_ms < $2 GROUP BY operator, network, status "
-    "ORDER BY operator, network, status"
+    "WHERE at_ms >= $1 AND at_ms < $2 GROUP BY operator, network, status"
 )
+
+
+def journey_groups_of(rows: Iterable[Sequence[Any]]) -> list[JourneyGroup]:
+    """:data:`JOURNEY_GROUPS_SQL`'s rows as groups, in :func:`group_journeys`' order."""
+    groups = [JourneyGroup(str(r[0]), str(r[1]), str(r[2]), int(r[3]), int(r[4]))
+              for r in rows]
+    return sorted(groups, key=lambda g: (g.operator, g.network, g.status))
+
+
+# The journeys table's columns, in JourneyRecord.as_row order, for both SQL backends.
 JOURNEY_COLUMNS = (
     "at_ms, subject_handle, network, operator, status, fare, entry_checkpoint, "
     "entered_at, exit_checkpoint, exited_at, offline"
