@@ -237,6 +237,8 @@ async def build_runtime(
             min_rebuild_seconds=settings.trust_bundle_min_rebuild_seconds, clock=clock,
             # Redis: one process builds each version, all serve the same bytes.
             shared=state if settings.redis_url is not None else None,
+            keep_ended_seconds=settings.clock_skew_seconds
+            + settings.offline_code_lifetime_seconds,
         ),
     )
 

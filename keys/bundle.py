@@ -78,15 +78,25 @@ def delta(
     *,
     since: codec.Bundle,
     flips: Mapping[int, Iterable[int]],
+    keep_ended: int = 0,
+    since_slots: Iterable[int] | None = None,
 ) -> codec.Bundle:
     """The delta from ``since`` to ``full`` (both built by :func:`build`): lists of the
     slots ``since`` lacks, and ``flips`` (slot -> indices revoked after ``since``) for
-    the slots it holds. The caller compares sizes and serves ``full`` when the delta is
-    not smaller."""
-    new_lists = {s: lst for s, lst in full.lists.items() if s not in since.lists}
-    held_flips = {
-        s: tuple(sorted(set(ix))) for s, ix in flips.items() if s in since.lists and s in full.lists
-    }
+    the slots it holds (``since_slots``, by default those of ``since.lists``). The
+    caller compares sizes and serves ``full`` when the delta is not smaller.
+
+    ``keep_ended`` (seconds): also flip a held slot that ended less than this before
+    ``full.issued_at``. A gate keeps the slot that just ended for its clock skew, and a
+    code made in it stays fresh for the offline code lifetime plus skew; without its
+    flips, a delta taken just after the hour would leave a device revoked just before
+    it accepted until the gate drops the slot (stop 21, fixed in stop 23)."""
+    held = set(since.lists if since_slots is None else since_slots)
+    ended_after = full.issued_at - keep_ended
+    wanted = {s for s in held
+              if s in full.lists or (keep_ended > 0 and s + full.slot_seconds > ended_after)}
+    new_lists = {s: lst for s, lst in full.lists.items() if s not in held}
+    held_flips = {s: tuple(sorted(set(ix))) for s, ix in flips.items() if s in wanted}
     return codec.Bundle(
         typ=codec.TYP_DELTA,
         version=full.version,

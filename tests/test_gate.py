@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -109,6 +109,50 @@ def test_revocation_reaches_the_gate_with_a_delta(city: City) -> None:
     gate.load_bundle(city.sign(d))
     assert gate.trust.bundle is not None and gate.trust.bundle.version == second.version
     assert gate.verify(make(T0 + 70), scene="library", now=T0 + 71).reason == "revoked"
+
+
+def test_a_delta_just_after_the_hour_flips_the_slot_that_ended(city: City) -> None:
+    """The gate keeps the slot that just ended for ``skew`` seconds (its codes can still
+    be fresh), so a delta made then must flip it too: a code the revoked device made at
+    10:59:59 is refused at 11:00:10, not accepted (found in stop 21, fixed in stop 23)."""
+    gate = city.gate()
+    end = T0 + SLOT  # the hour that ends slot T0
+    first = city.bundle(end - 600)  # the gate synced at 10:50: it holds slot T0
+    gate.load_bundle(city.sign(first))
+    make = city.wallet(T0, 42)
+    late_code = make(end - 1)  # made at 10:59:59, before the revocation reached the gate
+    city.revoked.setdefault(T0, set()).add(42)  # revoked at 10:59:50
+    second = city.bundle(end + 5)  # built at 11:00:05: its lists start at slot `end`
+    assert T0 not in second.lists
+    d = signing.delta(second, since=first, flips={T0: {42}}, keep_ended=60)
+    assert d.flips == {T0: (42,)}
+    gate.load_bundle(city.sign(d))
+    assert gate.verify(late_code, scene="library", now=end + 10).reason == "revoked"
+    # without the grace the flip is left out (what deltas did before), and the code passes
+    old = city.gate()
+    old.load_bundle(city.sign(first))
+    plain = signing.delta(second, since=first, flips={T0: {42}})
+    assert plain.flips == {}
+    old.load_bundle(city.sign(plain))
+    assert old.verify(late_code, scene="library", now=end + 10).reason == "ok"
+    # a gate that no longer holds the ended slot skips its flips; a slot that has not
+    # ended and is not held is still a mismatch
+    bare = city.gate()
+    later = city.bundle(end + 40)  # built after the gate's skew: slot T0 dropped
+    bare.load_bundle(city.sign(later))
+    newest = city.bundle(end + 50)
+    bare.load_bundle(city.sign(signing.delta(newest, since=later, flips={T0: {42}},
+                                             keep_ended=60, since_slots=[T0, *later.lists])))
+    assert bare.trust.bundle is not None and bare.trust.bundle.version == newest.version
+    assert bare.verify(late_code, scene="library", now=end + 55).reason == "trust_expired"
+    ahead = city.bundle(end + 60)
+    unheld = replace(signing.delta(ahead, since=newest, flips={}),
+                     flips={end + 30 * SLOT: (1,)})
+    with pytest.raises(DeltaMismatch):
+        bare.load_bundle(city.sign(unheld))
+    # slots that ended longer ago than the grace are not flipped (the gate dropped them)
+    assert signing.delta(city.bundle(end + 61), since=first, flips={T0: {42}},
+                         keep_ended=60).flips == {}
 
 
 def test_full_bundle_with_revocation(city: City) -> None:

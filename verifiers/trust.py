@@ -8,7 +8,9 @@ Rules:
 * **No rollback**: a bundle or delta whose ``version`` is not newer than the one held is
   refused (:class:`BundleRollback`); the same version again is a no-op.
 * A delta applies only to the version it names (``since``); otherwise
-  :class:`DeltaMismatch` — the gate fetches a full bundle.
+  :class:`DeltaMismatch` — the gate fetches a full bundle. Flips for a slot the gate
+  does not hold are a mismatch too, except for a slot that has ended: those are
+  skipped (the gate would refuse that slot's codes for want of a list anyway).
 * **Clock floor**: a gate never judges at a time before the newest accepted bundle's
   ``issued_at`` minus skew (:meth:`TrustState.floor`): a gate clock set to the past
   would otherwise accept expired codes.
@@ -90,6 +92,11 @@ class TrustState:
                 lists[slot] = entry.inflate()
             for slot, indices in incoming.flips.items():
                 current = lists.get(slot)
+                if current is None and slot + incoming.slot_seconds <= incoming.issued_at:
+                    # A slot that ended and that this gate no longer holds (a service
+                    # flips the one that just ended, see keys.bundle.delta): its codes
+                    # find no list here and are refused anyway.
+                    continue
                 if current is None:
                     raise DeltaMismatch(f"delta flips slot {slot} the gate does not hold")
                 flipped = StatusList(

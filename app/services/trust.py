@@ -17,7 +17,10 @@ bundle, and signed deltas.
   without ticks it would never see a fresher ``issued_at`` and would go degraded.
 * ``?since=N`` answers a delta (:func:`~suishen.keys.bundle.delta`) when N is a version
   this store made, no reactivation happened since (a delta can only set bits), and the
-  delta is smaller than the full bundle; otherwise the full bundle.
+  delta is smaller than the full bundle; otherwise the full bundle. Besides the
+  horizon's slots, a delta flips the slot that ended less than clock skew plus the
+  offline code lifetime ago, when the gate held it at N (stop 23: before, a device
+  revoked just before the hour stayed valid in that slot at a gate synced just after).
 * Old rows are pruned off the request path by :class:`TrustPruner`, a background task
   of the Runtime, once a tick (credential rows of slots that ended a bundle lifetime
   ago, older versions and their flips); the storage operation is idempotent, so every
@@ -142,8 +145,12 @@ class TrustService:
         clock: Clock = SYSTEM_CLOCK,
         shared: StateBackend | None = None,
         lock_ms: int = LOCK_MS,
+        keep_ended_seconds: int = 0,
     ) -> None:
         self._db = db
+        # Deltas also flip the slot that ended less than this ago (clock skew plus the
+        # offline code lifetime: its codes can still be fresh at a gate that holds it).
+        self._keep_ended = keep_ended_seconds
         self._shared = shared
         self._lock_ms = lock_ms
         self._served = 0  # the highest version this process has served
@@ -179,7 +186,8 @@ class TrustService:
             slot_seconds=self._slot, keys=(),
             lists={s: built.bundle.lists[s] for s in held if s in built.bundle.lists},
         )
-        delta = kbundle.delta(built.bundle, since=surrogate, flips=changes.flips)
+        delta = kbundle.delta(built.bundle, since=surrogate, flips=changes.flips,
+                              keep_ended=self._keep_ended, since_slots=held)
         if len(codec.encode(delta)) >= len(built.signed):
             return built.signed, built.bundle
         if self._shared is not None:

@@ -9,6 +9,7 @@ one process built and signed the bundle and the other served its result.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -19,12 +20,14 @@ import pytest
 from suishen.app.services.keys import CODES, TOKENS, KeyManager
 from suishen.app.services.trust import TrustService, ensure_anchor
 from suishen.app.storage.base import Database, StateBackend
+from suishen.app.storage.devices import CredentialRow, Device
 from suishen.app.storage.memory import MemoryState
 from suishen.app.storage.redis_state import RedisState
 from suishen.app.storage.sqlite import SQLiteDatabase
 from suishen.errors import BackendUnavailable
 from suishen.keys.algorithms import Alg
 from suishen.keys.kek import KeyEncryptionKey
+from suishen.sdk.gate import Gate
 from tests.contract.conftest import StateKit
 
 KEK = KeyEncryptionKey(bytes(range(32)))
@@ -38,10 +41,11 @@ class Cluster:
     state_kit: StateKit
     now: list[int]
 
-    async def process(self, *, lock_ms: int = 5_000) -> TrustService:
-        return (await self.process_and_keys(lock_ms=lock_ms))[0]
+    async def process(self, *, lock_ms: int = 5_000, keep_ended: int = 0) -> TrustService:
+        return (await self.process_and_keys(lock_ms=lock_ms, keep_ended=keep_ended))[0]
 
-    async def process_and_keys(self, *, lock_ms: int = 5_000) -> tuple[TrustService, KeyManager]:
+    async def process_and_keys(self, *, lock_ms: int = 5_000,
+                               keep_ended: int = 0) -> tuple[TrustService, KeyManager]:
         state = await self.state_kit.new()
         keys = KeyManager(self.db.keysets, state, KEK, alg=Alg.ES256,
                           overlap_seconds={CODES: 90, TOKENS: 305},
@@ -50,7 +54,8 @@ class Cluster:
         await ensure_anchor(self.db, keys, KEK, alg=Alg.ES256, now=self.now[0])
         return TrustService(self.db, keys, slot_seconds=SLOT, list_size=64,
                             refresh_seconds=900, lifetime_seconds=86_400,
-                            clock=lambda: self.now[0], shared=state, lock_ms=lock_ms), keys
+                            clock=lambda: self.now[0], shared=state, lock_ms=lock_ms,
+                            keep_ended_seconds=keep_ended), keys
 
     def lock_key(self, version: int) -> str:
         return f"trust:build:{version}:1"
@@ -174,3 +179,37 @@ async def test_redis_down_means_bundles_built_locally_not_errors(tmp_path: Path)
     finally:
         await down.close()
         await db.close()
+
+
+@pytest.mark.parametrize("keep_ended", [60, 0])
+async def test_a_delta_just_after_the_hour_flips_the_slot_that_ended(
+    cluster: Cluster, keep_ended: int,
+) -> None:
+    """A device revoked at 10:59:50, a gate that synced at 10:50 and syncs again at
+    11:00:05: the delta flips the device's credential in the 10:00 slot too (the gate
+    still holds it, and a code made at 10:59:59 is fresh until about 11:01), and the
+    gate's list for that slot has the bit. With no grace (what deltas did before), the
+    ended slot is left unflipped."""
+    ended, current = NOW - SLOT, NOW
+    cluster.now[0] = NOW - 600
+    trust = await cluster.process(keep_ended=keep_ended)
+    device = Device(f"dev-{secrets.token_hex(6)}", "citizen-x", "phone", NOW - 3000)
+    await cluster.db.devices.create(device)
+    rows = [CredentialRow(device.device_id, ended, ended + SLOT, 5, "abcd", b"\x02" * 33),
+            CredentialRow(device.device_id, current, current + SLOT, 6, "abcd", b"\x03" * 33)]
+    assert await cluster.db.devices.add_credentials(rows) == rows
+    first, held = await trust.signed()
+    gate = Gate.from_anchor_jwks(trust.anchor_jwks())
+    gate.load_bundle(first)
+    assert ended in held.lists and current in held.lists
+    await cluster.db.devices.revoke(device.device_id, now=NOW - 10)
+    cluster.now[0] = NOW + 5
+    signed, delta = await trust.signed(since=held.version)
+    assert delta.is_delta and ended not in delta.lists
+    if keep_ended:
+        assert delta.flips == {ended: (5,), current: (6,)}
+    else:
+        assert delta.flips == {current: (6,)}
+    gate.load_bundle(signed)
+    assert gate.trust._lists[current].get(6) == 1
+    assert gate.trust._lists[ended].get(5) == (1 if keep_ended else 0)
