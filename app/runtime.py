@@ -40,6 +40,7 @@ from suishen.app.services.verify import VerifyService
 from suishen.app.settings import Settings
 from suishen.app.storage.base import Database, StateBackend
 from suishen.app.storage.factory import open_database, open_state
+from suishen.keys.bundle import ended_grace
 
 
 @dataclass
@@ -237,8 +238,9 @@ async def build_runtime(
             min_rebuild_seconds=settings.trust_bundle_min_rebuild_seconds, clock=clock,
             # Redis: one process builds each version, all serve the same bytes.
             shared=state if settings.redis_url is not None else None,
-            keep_ended_seconds=settings.clock_skew_seconds
-            + settings.offline_code_lifetime_seconds,
+            keep_ended_seconds=ended_grace(
+                skew=settings.clock_skew_seconds,
+                offline_lifetime=settings.offline_code_lifetime_seconds),
         ),
     )
 

@@ -27,11 +27,27 @@ DEFAULT_REFRESH = 900
 DEFAULT_LIFETIME = 86_400
 
 
-def horizon_slots(now: int, slot_seconds: int, horizon: int = DEFAULT_HORIZON) -> list[int]:
-    """The slot starts a gate needs at ``now``: the current slot and those starting
-    within ``horizon`` seconds."""
-    first = now - now % slot_seconds
+def horizon_slots(now: int, slot_seconds: int, horizon: int = DEFAULT_HORIZON,
+                  keep_ended: int = 0) -> list[int]:
+    """The slot starts a gate needs at ``now``: the current slot, those starting within
+    ``horizon`` seconds, and (``keep_ended`` seconds) those that ended less than
+    ``keep_ended`` before ``now`` — codes made at the end of a slot stay fresh after it
+    ends (:func:`ended_grace`)."""
+    start = now - max(0, keep_ended)
+    first = start - start % slot_seconds
     return list(range(first, now + horizon + 1, slot_seconds))
+
+
+def ended_grace(*, skew: int, offline_lifetime: int) -> int:
+    """How long after its slot ends a slot's status list is still needed (seconds).
+
+    An offline code made at ``iat`` is accepted while ``iat < slot end + skew`` and
+    ``now <= iat + offline_lifetime + skew`` (:mod:`suishen.verifiers.offline`), so a
+    code of a slot can be fresh until ``slot end + offline_lifetime + 2 * skew``. The
+    service keeps the slot that long in full bundles and deltas, and gates keep it that
+    long past the issue time of the bundles they take: without it a gate that synced
+    just after the hour refused (``trust_expired``) the codes made just before it."""
+    return offline_lifetime + 2 * skew
 
 
 def build(
@@ -47,12 +63,14 @@ def build(
     lifetime: int = DEFAULT_LIFETIME,
     venue_keys: Iterable[codec.BundleKey] = (),
     revoked_venues: Iterable[bytes] = (),
+    keep_ended: int = 0,
 ) -> codec.Bundle:
-    """A full bundle for the slots of :func:`horizon_slots` (those with a list size):
+    """A full bundle for the slots of :func:`horizon_slots` (those with a list size),
+    the slot that ended less than ``keep_ended`` seconds before ``now`` included:
     ``list_sizes`` and ``revoked`` map slot starts to the size of the slot's status list
     and its revoked indices; ``venue_keys`` and ``revoked_venues`` for venue codes."""
     lists = {}
-    for slot in horizon_slots(now, slot_seconds, horizon):
+    for slot in horizon_slots(now, slot_seconds, horizon, keep_ended):
         size = list_sizes.get(slot)
         if not size:
             continue
@@ -90,7 +108,8 @@ def delta(
     ``full.issued_at``. A gate keeps the slot that just ended for its clock skew, and a
     code made in it stays fresh for the offline code lifetime plus skew; without its
     flips, a delta taken just after the hour would leave a device revoked just before
-    it accepted until the gate drops the slot (stop 21, fixed in stop 23)."""
+    it accepted until the gate drops the slot (stop 21, fixed in stop 23). A ``full``
+    built with the same ``keep_ended`` holds that slot already (stop 24)."""
     held = set(since.lists if since_slots is None else since_slots)
     ended_after = full.issued_at - keep_ended
     wanted = {s for s in held

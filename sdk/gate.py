@@ -104,13 +104,16 @@ class Gate:
         ring = KeyRing.from_jwks(jwks)
         anchors = {key.kid: key.public for key in ring}
         skew = options.get("skew", DEFAULT_SKEW)
-        return cls(TrustState(anchors=anchors, skew=skew), **options)
+        lifetime = options.get("lifetime", DEFAULT_LIFETIME)
+        return cls(TrustState(anchors=anchors, skew=skew, lifetime=lifetime), **options)
 
     @classmethod
     def with_anchors(cls, anchors: Mapping[bytes, PublicKey], **options: Any) -> Gate:
         """A gate trusting these anchor keys (kid -> public key)."""
         skew = options.get("skew", DEFAULT_SKEW)
-        return cls(TrustState(anchors=dict(anchors), skew=skew), **options)
+        lifetime = options.get("lifetime", DEFAULT_LIFETIME)
+        return cls(TrustState(anchors=dict(anchors), skew=skew, lifetime=lifetime),
+                   **options)
 
     def load_bundle(self, signed: bytes) -> codec.Bundle:
         """Take a signed bundle or delta (refused: unsigned, rolled back, mismatched)."""

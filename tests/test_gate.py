@@ -44,12 +44,12 @@ class City:
         pub = self.key.public()
         return (codec.BundleKey(self.kid, pub.alg.cose, pub.raw, T0 - 86_400, None, state),)
 
-    def bundle(self, now: int, *, state: str = "active") -> codec.Bundle:
+    def bundle(self, now: int, *, state: str = "active", keep_ended: int = 0) -> codec.Bundle:
         self.version += 1
-        sizes = {s: SIZE for s in signing.horizon_slots(now, SLOT)}
+        sizes = {s: SIZE for s in signing.horizon_slots(now, SLOT, keep_ended=keep_ended)}
         return signing.build(
             version=self.version, now=now, keys=self.keys(state), slot_seconds=SLOT,
-            list_sizes=sizes, revoked=self.revoked,
+            list_sizes=sizes, revoked=self.revoked, keep_ended=keep_ended,
         )
 
     def sign(self, bundle: codec.Bundle) -> bytes:
@@ -94,6 +94,74 @@ def test_personal_codes_verify_with_the_bundle_keys(city: City) -> None:
     issued = issuer.issue_personal(b"\x01" * 10, now=T0, ttl=60)
     decision = gate.verify(issued.text, scene="library", now=T0 + 5)
     assert (decision.valid, decision.kind) == (True, "personal")
+
+
+GRACE = signing.ended_grace(skew=30, offline_lifetime=30)  # the gate defaults: 90 s
+
+
+def test_horizon_slots_keep_the_slot_that_ended_within_the_grace() -> None:
+    end = T0 + SLOT
+    assert signing.horizon_slots(end + 5, SLOT)[0] == end
+    assert signing.horizon_slots(end + 5, SLOT, keep_ended=GRACE)[:2] == [T0, end]
+    assert signing.horizon_slots(end + GRACE - 1, SLOT, keep_ended=GRACE)[0] == T0
+    assert signing.horizon_slots(end + GRACE, SLOT, keep_ended=GRACE)[0] == end
+    assert signing.horizon_slots(end - 5, SLOT, keep_ended=GRACE)[0] == T0
+    # the horizon's end does not move with the grace
+    assert (signing.horizon_slots(end + 5, SLOT, keep_ended=GRACE)[-1]
+            == signing.horizon_slots(end + 5, SLOT)[-1])
+
+
+def test_a_full_bundle_just_after_the_hour_keeps_the_slot_that_ended(city: City) -> None:
+    """A gate that takes a full bundle at 11:00:05 (a new gate, a resync, a delta the
+    service would not make) still judges the codes made at 10:59:59 with slot 10:00's
+    list: valid, or revoked when the device was; before stop 24 the bundle had no list
+    for that slot and every such code was refused ``trust_expired``."""
+    end = T0 + SLOT
+    make, revoked_make = city.wallet(T0, 41), city.wallet(T0, 42)
+    city.revoked.setdefault(T0, set()).add(42)
+    late, revoked_late = make(end - 1), revoked_make(end - 1)
+    old = city.gate()
+    old.load_bundle(city.sign(city.bundle(end + 5)))  # without the grace: as before
+    assert old.verify(late, scene="library", now=end + 10).reason == "trust_expired"
+    gate = city.gate()
+    bundle = city.bundle(end + 5, keep_ended=GRACE)
+    assert T0 in bundle.lists and end in bundle.lists
+    gate.load_bundle(city.sign(bundle))
+    assert gate.verify(late, scene="library", now=end + 10).reason == "ok"
+    assert gate.verify(revoked_late, scene="library", now=end + 10).reason == "revoked"
+    # The grace is what a code of the slot can be fresh for: past it, nothing of the
+    # slot verifies, and neither the bundle nor the gate keeps its list.
+    past = end + GRACE
+    assert T0 not in city.bundle(past, keep_ended=GRACE).lists
+    assert gate.verify(make(end - 1, 1), scene="library", now=past).reason == "expired"
+
+
+def test_the_gate_keeps_an_ended_slot_for_the_grace_not_just_the_skew(city: City) -> None:
+    """A gate holding slot T0 takes deltas issued after T0 ended: it keeps the slot's
+    list while a code of the slot can still be fresh (lifetime + 2 x skew), then drops
+    it. It used to drop it after ``skew`` seconds, refusing codes still fresh."""
+    end = T0 + SLOT
+
+    def synced(gate: Gate) -> Gate:
+        held = city.bundle(end - 600)
+        gate.load_bundle(city.sign(held))
+        for at in (end + 45, end + GRACE + 1):
+            full = city.bundle(at)
+            gate.load_bundle(city.sign(signing.delta(full, since=held, flips={})))
+            held = full
+            if at == end + 45:  # past the skew, inside the grace
+                assert T0 in gate.trust._lists
+                assert gate.verify(late, scene="library", now=end + 58).reason == "ok"
+        return gate
+
+    late = city.wallet(T0, 7)(end + 29)  # inside the slot by the skew
+    assert T0 not in synced(city.gate()).trust._lists
+    # a gate's own lifetime and skew set its grace
+    short, held = city.gate(lifetime=10, skew=5), city.bundle(end - 600)
+    short.load_bundle(city.sign(held))
+    after = city.bundle(end + 26)  # past 10 + 2 x 5 s
+    short.load_bundle(city.sign(signing.delta(after, since=held, flips={})))
+    assert T0 not in short.trust._lists
 
 
 def test_revocation_reaches_the_gate_with_a_delta(city: City) -> None:

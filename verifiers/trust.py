@@ -30,6 +30,7 @@ from suishen.errors import KeyManagementError, VerificationError
 from suishen.keys import bundle as signing
 from suishen.keys.algorithms import Alg, PublicKey
 from suishen.keys.keyring import KeyRing, KeyState, VerificationKey
+from suishen.verifiers.offline import DEFAULT_LIFETIME
 
 
 class TrustError(VerificationError):
@@ -59,6 +60,9 @@ class TrustState:
 
     anchors: Mapping[bytes, PublicKey]
     skew: int = 30
+    # The offline code lifetime the gate judges with: an ended slot's list is kept for
+    # keys.bundle.ended_grace after the slot ends (its last codes are still fresh).
+    lifetime: int = DEFAULT_LIFETIME
     bundle: codec.Bundle | None = None
     keyring: KeyRing = field(default_factory=lambda: KeyRing([]))
     _lists: dict[int, StatusList] = field(default_factory=dict)
@@ -111,9 +115,11 @@ class TrustState:
         merged = replace(incoming, typ=codec.TYP_BUNDLE, since=None, flips={}, lists={})
         keyring = keyring_of(merged)
         venue_keys = tuple(keyring_of(merged, venues=True))
-        # Drop the slots that ended before the bundle was issued: nothing in them can be
-        # fresh any more.
-        ended = [s for s in lists if s + merged.slot_seconds + self.skew < merged.issued_at]
+        # Drop the slots that ended longer than the grace before the bundle was issued:
+        # nothing in them can be fresh any more. A slot that ended within it stays, for
+        # the codes made at its end (a full bundle issued then holds it too).
+        grace = signing.ended_grace(skew=self.skew, offline_lifetime=self.lifetime)
+        ended = [s for s in lists if s + merged.slot_seconds + grace < merged.issued_at]
         for slot in ended:
             del lists[slot]
         self.bundle, self.keyring, self._lists = merged, keyring, lists

@@ -148,8 +148,8 @@ class TrustService:
         keep_ended_seconds: int = 0,
     ) -> None:
         self._db = db
-        # Deltas also flip the slot that ended less than this ago (clock skew plus the
-        # offline code lifetime: its codes can still be fresh at a gate that holds it).
+        # Bundles keep, and deltas flip, the slot that ended less than this ago
+        # (keys.bundle.ended_grace: its codes can still be fresh at a gate).
         self._keep_ended = keep_ended_seconds
         self._shared = shared
         self._lock_ms = lock_ms
@@ -179,7 +179,8 @@ class TrustService:
         changes = await self._db.devices.changes_since(since)
         if changes is None or changes.reset or changes.version < built.bundle.version:
             return built.signed, built.bundle
-        held = kbundle.horizon_slots(changes.since_at, self._slot)
+        held = kbundle.horizon_slots(changes.since_at, self._slot,
+                                     keep_ended=self._keep_ended)
         surrogate = codec.Bundle(
             typ=codec.TYP_BUNDLE, version=since, issued_at=changes.since_at,
             refresh_after=changes.since_at, expires_at=changes.since_at,
@@ -365,7 +366,7 @@ class TrustService:
         keyset = self._keys.view(CODES).keyset
         if keyset.version != head.keys:  # pragma: no cover - a change raced this build
             raise KeyManagementError("code keys changed during the build; retry")
-        slots = kbundle.horizon_slots(now, self._slot)
+        slots = kbundle.horizon_slots(now, self._slot, keep_ended=self._keep_ended)
         revoked = await self._db.devices.revoked(slots)
         # From the database (not this process's memory): a revocation is stored before
         # the version it bumps, so version N always carries every venue revoked before it.
@@ -383,6 +384,7 @@ class TrustService:
                 slot_seconds=self._slot, list_sizes=sizes, revoked=revoked,
                 refresh=self._refresh, lifetime=self._lifetime,
                 venue_keys=venue_keys, revoked_venues=revoked_venues,
+                keep_ended=self._keep_ended,
             )
             return _Built(time.monotonic(), bundle, self._sign(bundle), anchor, head.keys)
 

@@ -213,3 +213,34 @@ async def test_a_delta_just_after_the_hour_flips_the_slot_that_ended(
     gate.load_bundle(signed)
     assert gate.trust._lists[current].get(6) == 1
     assert gate.trust._lists[ended].get(5) == (1 if keep_ended else 0)
+
+
+@pytest.mark.parametrize("keep_ended", [90, 0])
+async def test_a_full_bundle_just_after_the_hour_holds_the_slot_that_ended(
+    cluster: Cluster, keep_ended: int,
+) -> None:
+    """A gate that takes a full bundle at 11:00:05 (new, or resyncing) gets the 10:00
+    slot's list too, with the bit of a device revoked at 10:59:50, so the codes made at
+    10:59:59 are judged (valid or revoked) rather than refused ``trust_expired``; the
+    list is gone from bundles built once the grace has passed."""
+    ended, current = NOW - SLOT, NOW
+    cluster.now[0] = NOW - 600
+    trust = await cluster.process(keep_ended=keep_ended)
+    device = Device(f"dev-{secrets.token_hex(6)}", "citizen-y", "phone", NOW - 3000)
+    await cluster.db.devices.create(device)
+    rows = [CredentialRow(device.device_id, ended, ended + SLOT, 9, "abcd", b"\x02" * 33)]
+    assert await cluster.db.devices.add_credentials(rows) == rows
+    await trust.signed()
+    await cluster.db.devices.revoke(device.device_id, now=NOW - 10)
+    cluster.now[0] = NOW + 5
+    signed, full = await trust.signed()
+    assert not full.is_delta and current in full.lists
+    gate = Gate.from_anchor_jwks(trust.anchor_jwks())
+    gate.load_bundle(signed)
+    if keep_ended:
+        assert ended in full.lists and gate.trust._lists[ended].get(9) == 1
+    else:
+        assert ended not in full.lists and ended not in gate.trust._lists
+    cluster.now[0] = NOW + keep_ended + 1000  # past the grace and the rebuild tick
+    _, later = await trust.signed()
+    assert later.version > full.version and ended not in later.lists
