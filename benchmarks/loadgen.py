@@ -175,6 +175,28 @@ class Result:
             text += "; request list exhausted"
         return text
 
+    @classmethod
+    def pooled(cls, results: Sequence[Result]) -> Result:
+        """One result of several runs of the same kind, as if they were one run: counts
+        summed, elapsed times added, latencies merged (so its p99 is the p99 of every
+        request of every run, not an average of p99s)."""
+        if not results:
+            raise ValueError("no results to pool")
+        first = results[0]
+        out = cls(mode=first.mode, connections=first.connections,
+                  elapsed=sum(r.elapsed for r in results), target_rate=first.target_rate)
+        for r in results:
+            out.completed += r.completed
+            out.statuses.update(r.statuses)
+            out.errors += r.errors
+            out.body_mismatches += r.body_mismatches
+            out.exhausted = out.exhausted or r.exhausted
+            out.max_queue = max(out.max_queue, r.max_queue)
+            out.error_samples += r.error_samples[:5]
+        out.latencies = sorted(x for r in results for x in r.latencies)
+        out.scheduled = sorted(x for r in results for x in r.scheduled)
+        return out
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly figures (milliseconds)."""
         ms = 1000.0
