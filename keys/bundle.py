@@ -105,10 +105,10 @@ def delta(
     caller compares sizes and serves ``full`` when the delta is not smaller.
 
     ``keep_ended`` (seconds): also flip a held slot that ended less than this before
-    ``full.issued_at``. A gate keeps the slot that just ended for its clock skew, and a
-    code made in it stays fresh for the offline code lifetime plus skew; without its
-    flips, a delta taken just after the hour would leave a device revoked just before
-    it accepted until the gate drops the slot (stop 21, fixed in stop 23). A ``full``
+    ``full.issued_at`` (:func:`ended_grace`). A gate keeps the slot that just ended
+    that long, for the codes made at its end that are still fresh; without its flips,
+    a delta taken just after the hour would leave a device revoked just before it
+    accepted until the gate drops the slot (stop 21, fixed in stop 23). A ``full``
     built with the same ``keep_ended`` holds that slot already (stop 24)."""
     held = set(since.lists if since_slots is None else since_slots)
     ended_after = full.issued_at - keep_ended
