@@ -13,7 +13,10 @@ Model: each slot has its own status list of ``ceil(citizens × 1.25)`` indices (
 allocate random indices without long searches); a revoked or suspended citizen has the
 bit of their credential set in every slot; the gate's horizon is the slot it is in plus
 the next 24 (25 lists: it may be anywhere within the current hour). A device
-revocation flips one index in each of the horizon's slots.
+revocation flips one index in each of the horizon's slots. The largest bundle is the one
+built in the first seconds after the hour: it also holds the slot that just ended, for
+the codes made at its end (``keys.bundle.ended_grace``, 90 s at the defaults): 26 lists,
+reported as ``bundle_bytes_after_the_hour``.
 """
 
 from __future__ import annotations
@@ -83,6 +86,20 @@ def main() -> None:
     signed_full = signing.sign(anchor, anchor_kid, full)
     build_seconds = time.perf_counter() - started
 
+    # Just after the hour: the slot that ended is still in the bundle (its codes made
+    # in the last seconds are fresh for up to the grace), on top of the same horizon.
+    grace = signing.ended_grace(skew=30, offline_lifetime=30)
+    after_slots = signing.horizon_slots(T0 + 5, SLOT, args.horizon_hours * SLOT, grace)
+    for slot in after_slots:
+        if slot not in revoked_by_slot:
+            revoked_by_slot[slot] = rng.sample(range(size), revoked)
+    after_hour = signing.build(
+        version=999, now=T0 + 5, keys=keys, slot_seconds=SLOT,
+        list_sizes=dict.fromkeys(after_slots, size), revoked=revoked_by_slot,
+        horizon=args.horizon_hours * SLOT, keep_ended=grace,
+    )
+    signed_after = signing.sign(anchor, anchor_kid, after_hour)
+
     # One minute later: the same slots, plus a device revocation flips one index of
     # each device's credential in every slot the gate holds.
     later = replace(full, version=1001, issued_at=full.issued_at + 60,
@@ -105,6 +122,9 @@ def main() -> None:
         "bundle_budget_bytes": BUNDLE_BUDGET,
         "bundle_ratio_to_budget": round(len(signed_full) / BUNDLE_BUDGET, 3),
         "bytes_per_revoked_credential": round(len(signed_full) / (revoked * len(full.lists)), 2),
+        "slots_after_the_hour": len(after_hour.lists),
+        "bundle_bytes_after_the_hour": len(signed_after),
+        "bundle_after_the_hour_ratio_to_budget": round(len(signed_after) / BUNDLE_BUDGET, 3),
         "delta_device_revocations": args.delta_revocations,
         "delta_bytes": len(signed_delta),
         "delta_budget_bytes": DELTA_BUDGET,

@@ -214,8 +214,10 @@ def test_size_script_runs_and_reports_against_the_budgets() -> None:
     )
     report = json.loads(out.stdout)
     assert report["slots_in_gate_bundle"] == 25
+    assert report["slots_after_the_hour"] == 26  # the slot that just ended, too
     assert report["revoked_or_suspended"] == 20
-    assert 0 < report["bundle_bytes"] < report["bundle_budget_bytes"]
+    assert 0 < report["bundle_bytes"] < report["bundle_bytes_after_the_hour"]
+    assert report["bundle_bytes_after_the_hour"] < report["bundle_budget_bytes"]
     assert 0 < report["delta_bytes"] < report["delta_budget_bytes"]
 
 
