@@ -82,6 +82,13 @@ class GateDecision:
         return {k: v for k, v in out.items() if v is not None}
 
 
+def _trust(anchors: Mapping[bytes, PublicKey], options: Mapping[str, Any]) -> TrustState:
+    """An empty trust state with the gate's own skew and lifetime (``options`` are the
+    :class:`Gate`'s): its grace for ended slots follows them."""
+    return TrustState(anchors=anchors, skew=options.get("skew", DEFAULT_SKEW),
+                      lifetime=options.get("lifetime", DEFAULT_LIFETIME))
+
+
 @dataclass(slots=True)
 class Gate:
     """Offline decisions from a trust bundle; see the module docstring."""
@@ -103,17 +110,12 @@ class Gate:
             jwks = json.loads(jwks)
         ring = KeyRing.from_jwks(jwks)
         anchors = {key.kid: key.public for key in ring}
-        skew = options.get("skew", DEFAULT_SKEW)
-        lifetime = options.get("lifetime", DEFAULT_LIFETIME)
-        return cls(TrustState(anchors=anchors, skew=skew, lifetime=lifetime), **options)
+        return cls(_trust(anchors, options), **options)
 
     @classmethod
     def with_anchors(cls, anchors: Mapping[bytes, PublicKey], **options: Any) -> Gate:
         """A gate trusting these anchor keys (kid -> public key)."""
-        skew = options.get("skew", DEFAULT_SKEW)
-        lifetime = options.get("lifetime", DEFAULT_LIFETIME)
-        return cls(TrustState(anchors=dict(anchors), skew=skew, lifetime=lifetime),
-                   **options)
+        return cls(_trust(dict(anchors), options), **options)
 
     def load_bundle(self, signed: bytes) -> codec.Bundle:
         """Take a signed bundle or delta (refused: unsigned, rolled back, mismatched)."""
